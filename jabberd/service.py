@@ -1,0 +1,170 @@
+"""
+XMPPServer: the whole server as one Twisted service, built from a Config.
+
+This is the object an existing Twisted application embeds
+(C{XMPPServer(config).setServiceParent(app)}); the twistd plugin is a thin
+wrapper around it.  Starting it prepares the store (migrations for the
+embedded SQLite default), the certificates, the modules, and only then
+opens the listeners, so a client never meets a half-started server.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.application.service import MultiService
+from twisted.internet import defer, endpoints, threads
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+
+from jabberd import bus as B
+from jabberd import tls
+from jabberd.bus import EventBus
+from jabberd.c2s.session import C2SContext
+from jabberd.c2s.tcp import ClientStreamFactory
+from jabberd.config import Config
+from jabberd.module import ModuleHost
+from jabberd.router import Router
+from jabberd.sessions import SessionManager
+from jabberd.store import Store
+from jabberd.store.accounts import Accounts
+
+
+class XMPPServer(MultiService):
+    """The XMPP server: c2s listeners, router, sessions, modules and store."""
+
+    log = Logger()
+
+    def __init__(self, config: Config, reactor: Any = None) -> None:
+        super().__init__()
+        if reactor is None:
+            from twisted.internet import reactor as defaultReactor
+
+            reactor = defaultReactor
+        self.config = config
+        self.reactor = reactor
+        self.hosts: set[str] = set(config.hosts)
+        self.bus = EventBus()
+        self.sessions = SessionManager(self.bus)
+        self.router = Router(self.hosts, self.bus, self.sessions)
+        self.store = Store(config.databaseURL(), reactor=reactor)
+        self.accounts = Accounts(self.store)
+        self.modules = ModuleHost(self)
+        self.serverTLS: tls.ServerTLS | None = None
+        self.ports: dict[str, list[IListeningPort]] = {}
+        self.startedAt = 0.0
+        self.ready: defer.Deferred = defer.Deferred()
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        self.startedAt = self.reactor.seconds()
+        d = defer.ensureDeferred(self._start())
+        d.addErrback(self._startFailed)
+        d.chainDeferred(self.ready)
+
+    def _startFailed(self, failure):
+        self.log.failure("jabberd failed to start", failure)
+        return failure
+
+    async def _start(self) -> "XMPPServer":
+        config = self.config
+        os.makedirs(config.data_dir, exist_ok=True)
+        self.log.info("jabberd data folder: {path}", path=config.data_dir)
+        self.store.start()
+        if self.store.dialect_name == "sqlite":
+            await threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), self.store.upgrade)
+        else:
+            needs = await threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), self.store.needsUpgrade)
+            if needs:
+                raise RuntimeError("the database schema is out of date: run `jabberdctl db upgrade`")
+        self.serverTLS = self._makeTLS()
+        await self.modules.load(ModuleHost.select(config.modules.enabled, config.modules.disabled))
+        await self._listen()
+        self.bus.notify(B.SERVER_STARTED)
+        self.log.info("jabberd serving {hosts}", hosts=", ".join(sorted(self.hosts)))
+        return self
+
+    def _makeTLS(self) -> tls.ServerTLS:
+        certificates = {}
+        for host in sorted(self.hosts):
+            hc = self.config.forHost(host)
+            if hc.certificate:
+                certificates[host] = (hc.certificate, hc.key or hc.certificate)
+            elif self.config.tls.certificate:
+                certificates[host] = (self.config.tls.certificate, self.config.tls.key or self.config.tls.certificate)
+            else:
+                certificates[host] = tls.ensureCertificate(self.config.data_dir, host)
+        return tls.ServerTLS(
+            certificates,
+            defaultHost=self.config.hosts[0],
+            minVersion=self.config.tls.min_version,
+            ciphers=self.config.tls.ciphers,
+            clientCA=self.config.auth.client_ca or None,
+        )
+
+    def c2sContext(self) -> C2SContext:
+        """The shared state of client sessions (also used by BOSH/WebSocket)."""
+        config = self.config
+        return C2SContext(
+            hosts=self.hosts,
+            router=self.router,
+            sessions=self.sessions,
+            bus=self.bus,
+            lookupCredentials=self.accounts.getCredentials,
+            reactor=self.reactor,
+            requireTLS=config.c2s.require_tls,
+            authTimeout=config.c2s.auth_timeout,
+            maxAuthAttempts=config.auth.max_attempts,
+            allowedMechanisms=tuple(config.auth.mechanisms),
+            anonymousHosts={h for h in self.hosts if config.forHost(h).anonymous},
+            registrationHosts={h for h in self.hosts if config.forHost(h).registration},
+            externalUsernames=self._externalUsernames if config.auth.external else None,
+        )
+
+    def _externalUsernames(self, cert: Any) -> list[str]:
+        """XEP-0178: the accounts a client certificate speaks for (xmppAddr)."""
+        names = []
+        for address in tls.certificateAddresses(cert):
+            node, _, host = address.partition("@")
+            if node and host in self.hosts:
+                names.append(node)
+        return names
+
+    async def _listen(self) -> None:
+        c2s = self.config.c2s
+        ctx = self.c2sContext()
+        plain = ClientStreamFactory(ctx, self.serverTLS, False, c2s.stanza_size_limit, c2s.max_depth)
+        direct = ClientStreamFactory(ctx, None, True, c2s.stanza_size_limit, c2s.max_depth)
+        directTLS = TLSMemoryBIOFactory(self.serverTLS.contextFactory(), False, direct)
+        for description in c2s.listen:
+            await self._listenOne("c2s", description, plain)
+        for description in c2s.listen_tls:
+            await self._listenOne("c2s_tls", description, directTLS)
+
+    async def _listenOne(self, kind: str, description: str, factory: Any) -> None:
+        endpoint = endpoints.serverFromString(self.reactor, description)
+        port = await endpoint.listen(factory)
+        self.ports.setdefault(kind, []).append(port)
+        self.log.info("listening for {kind} on {addr}", kind=kind, addr=port.getHost())
+
+    def port(self, kind: str = "c2s") -> int:
+        """The TCP port number of the first listener of C{kind} (tests, logs)."""
+        return self.ports[kind][0].getHost().port
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        """Close every stream with system-shutdown, then the store (RFC 6120 §4.9.3.22)."""
+        self.bus.notify(B.SERVER_STOPPING)
+        for ports in self.ports.values():
+            for port in ports:
+                yield port.stopListening()
+        self.ports.clear()
+        for session in list(self.sessions.all()):
+            session.terminate("system-shutdown", "the server is shutting down")
+        yield self.modules.unloadAll()
+        yield self.store.close()
+        yield super().stopService()

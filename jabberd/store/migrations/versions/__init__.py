@@ -1,0 +1,1 @@
+"""One file per schema revision, a single linear chain; see L{jabberd.store.schema}."""

@@ -1,0 +1,302 @@
+"""
+The XML side of every stream: an expat parser with XMPP's restrictions, and
+helpers to build and serialise stanzas and errors.
+
+One parser object per stream (re-created on stream restart).  Expat is C,
+so parsing costs little; the limits are enforced inside the expat callbacks
+so an oversized stanza is refused before it is built in memory.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+from xml.parsers import expat
+
+from twisted.words.xish import domish
+
+NS_STREAMS = "http://etherx.jabber.org/streams"
+NS_CLIENT = "jabber:client"
+NS_SERVER = "jabber:server"
+NS_COMPONENT = "jabber:component:accept"
+NS_XML = "http://www.w3.org/XML/1998/namespace"
+NS_XMPP_STREAMS = "urn:ietf:params:xml:ns:xmpp-streams"
+NS_XMPP_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+STANZA_NAMES = frozenset(("message", "presence", "iq"))
+
+# Expat error codes that mean "the XML used a forbidden construct" rather
+# than "the XML is broken" (RFC 6120 §11.1 restricted-xml).
+_RESTRICTED_ERRORS = frozenset(
+    (
+        expat.errors.codes[expat.errors.XML_ERROR_UNDEFINED_ENTITY],
+        expat.errors.codes[expat.errors.XML_ERROR_RECURSIVE_ENTITY_REF],
+        expat.errors.codes[expat.errors.XML_ERROR_EXTERNAL_ENTITY_HANDLING],
+        expat.errors.codes[expat.errors.XML_ERROR_BINARY_ENTITY_REF],
+        expat.errors.codes[expat.errors.XML_ERROR_ENTITY_DECLARED_IN_PE],
+    )
+)
+
+
+class StreamError(Exception):
+    """A condition that ends the stream with an RFC 6120 §4.9 stream error."""
+
+    def __init__(self, condition: str, text: str | None = None) -> None:
+        super().__init__(condition, text)
+        self.condition = condition
+        self.text = text
+
+
+class StreamParser:
+    """
+    Turn bytes into stream events with XMPP's limits applied.
+
+    Callbacks: C{onStart(attrs: dict)} for the stream header (namespaced
+    attribute keys are C{(uri, name)} tuples, the element's own qname is in
+    C{attrs["__qname__"]} and its default namespace in
+    C{attrs["__default_ns__"]}), C{onElement(domish.Element)} for every
+    complete top-level child, C{onEnd()} for the closing tag.  Violations
+    raise L{StreamError} out of L{feed}.
+    """
+
+    __slots__ = (
+        "_parser",
+        "_onStart",
+        "_onElement",
+        "_onEnd",
+        "_maxStanza",
+        "_maxDepth",
+        "_depth",
+        "_current",
+        "_stanzaStart",
+        "_defaultNs",
+        "_pendingPrefixes",
+        "_started",
+    )
+
+    def __init__(
+        self,
+        onStart: Callable[[dict], None],
+        onElement: Callable[[domish.Element], None],
+        onEnd: Callable[[], None],
+        maxStanzaSize: int = 262144,
+        maxDepth: int = 64,
+    ) -> None:
+        self._onStart = onStart
+        self._onElement = onElement
+        self._onEnd = onEnd
+        self._maxStanza = maxStanzaSize
+        self._maxDepth = maxDepth
+        self._depth = 0
+        self._current: domish.Element | None = None
+        self._stanzaStart = 0
+        self._defaultNs: list[str] = [""]
+        self._pendingPrefixes: dict[str, str] = {}
+        self._started = False
+        p = expat.ParserCreate(None, " ")
+        p.buffer_text = True
+        p.buffer_size = 65536
+        p.ordered_attributes = False
+        p.specified_attributes = True
+        p.StartElementHandler = self._startElement
+        p.EndElementHandler = self._endElement
+        p.CharacterDataHandler = self._characters
+        p.StartNamespaceDeclHandler = self._startNamespace
+        p.EndNamespaceDeclHandler = self._endNamespace
+        p.XmlDeclHandler = self._xmlDecl
+        p.CommentHandler = self._restricted
+        p.ProcessingInstructionHandler = self._restricted
+        p.StartDoctypeDeclHandler = self._restricted
+        p.EntityDeclHandler = self._restricted
+        p.SkippedEntityHandler = self._restricted
+        p.ExternalEntityRefHandler = self._restricted
+        p.StartCdataSectionHandler = self._cdata
+        self._parser = p
+
+    def feed(self, data: bytes) -> None:
+        """Parse C{data}; raise L{StreamError} on malformed or forbidden XML."""
+        try:
+            self._parser.Parse(data, False)
+        except expat.ExpatError as e:
+            if e.code in _RESTRICTED_ERRORS:
+                raise StreamError("restricted-xml", "entity references are not allowed") from None
+            raise StreamError("not-well-formed", expat.errors.messages[e.code]) from None
+        if self._depth > 1 and self._parser.CurrentByteIndex - self._stanzaStart > self._maxStanza:
+            raise StreamError("policy-violation", "stanza too large")
+
+    def _restricted(self, *args: object) -> None:
+        raise StreamError("restricted-xml", "comments, processing instructions and DTDs are not allowed")
+
+    def _cdata(self) -> None:
+        # CDATA sections are well-formed XML and harmless: their text arrives
+        # through the character data handler like any other text.
+        pass
+
+    def _xmlDecl(self, version: str, encoding: str | None, standalone: int) -> None:
+        if encoding is not None and encoding.lower().replace("-", "") != "utf8":
+            raise StreamError("unsupported-encoding", "only UTF-8 is supported")
+
+    def _startNamespace(self, prefix: str | None, uri: str) -> None:
+        if prefix is None:
+            self._defaultNs.append(uri)
+        else:
+            self._pendingPrefixes[prefix] = uri
+
+    def _endNamespace(self, prefix: str | None) -> None:
+        if prefix is None and len(self._defaultNs) > 1:
+            self._defaultNs.pop()
+
+    def _startElement(self, name: str, attrs: dict[str, str]) -> None:
+        depth = self._depth = self._depth + 1
+        if depth > self._maxDepth:
+            raise StreamError("policy-violation", "XML nesting too deep")
+        uri, _, local = name.rpartition(" ")
+        for key in [k for k in attrs if " " in k]:
+            auri, _, aname = key.rpartition(" ")
+            attrs[(auri, aname)] = attrs.pop(key)  # type: ignore[index]
+        if depth == 1:
+            if self._started:
+                raise StreamError("not-well-formed", "second stream header")
+            self._started = True
+            attrs["__qname__"] = (uri, local)  # type: ignore[assignment]
+            attrs["__default_ns__"] = self._defaultNs[-1]
+            attrs["__prefixes__"] = dict(self._pendingPrefixes)  # type: ignore[assignment]
+            self._pendingPrefixes = {}
+            self._onStart(attrs)
+            return
+        if depth == 2:
+            self._stanzaStart = self._parser.CurrentByteIndex
+        elif self._parser.CurrentByteIndex - self._stanzaStart > self._maxStanza:
+            raise StreamError("policy-violation", "stanza too large")
+        element = domish.Element((uri, local), self._defaultNs[-1], attrs, self._pendingPrefixes or None)
+        self._pendingPrefixes = {}
+        current = self._current
+        if current is not None:
+            current.children.append(element)
+            element.parent = current
+        self._current = element
+
+    def _endElement(self, name: str) -> None:
+        depth = self._depth
+        self._depth = depth - 1
+        if depth == 1:
+            self._onEnd()
+            return
+        element = self._current
+        assert element is not None
+        self._current = element.parent
+        if depth == 2:
+            element.parent = None
+            self._onElement(element)
+
+    def _characters(self, text: str) -> None:
+        current = self._current
+        if current is None:
+            if text.strip():
+                raise StreamError("bad-format", "text outside a stanza")
+            return
+        if self._parser.CurrentByteIndex - self._stanzaStart > self._maxStanza:
+            raise StreamError("policy-violation", "stanza too large")
+        current.children.append(text)
+
+
+def streamErrorElement(condition: str, text: str | None = None) -> domish.Element:
+    """Build C{<stream:error>} with the defined condition and optional text."""
+    error = domish.Element((NS_STREAMS, "error"))
+    error.addElement((NS_XMPP_STREAMS, condition))
+    if text:
+        t = error.addElement((NS_XMPP_STREAMS, "text"), content=text)
+        t[(NS_XML, "lang")] = "en"
+    return error
+
+
+# RFC 6120 §8.3.3: the error type that goes with each defined condition.
+ERROR_TYPES = {
+    "bad-request": "modify",
+    "conflict": "cancel",
+    "feature-not-implemented": "cancel",
+    "forbidden": "auth",
+    "gone": "cancel",
+    "internal-server-error": "cancel",
+    "item-not-found": "cancel",
+    "jid-malformed": "modify",
+    "not-acceptable": "modify",
+    "not-allowed": "cancel",
+    "not-authorized": "auth",
+    "policy-violation": "modify",
+    "recipient-unavailable": "wait",
+    "redirect": "modify",
+    "registration-required": "auth",
+    "remote-server-not-found": "cancel",
+    "remote-server-timeout": "wait",
+    "resource-constraint": "wait",
+    "service-unavailable": "cancel",
+    "subscription-required": "auth",
+    "undefined-condition": "cancel",
+    "unexpected-request": "wait",
+}
+
+
+def errorReply(
+    stanza: domish.Element,
+    condition: str,
+    text: str | None = None,
+    errorType: str | None = None,
+    appCondition: domish.Element | None = None,
+    by: str | None = None,
+) -> domish.Element:
+    """
+    Build the error stanza answering C{stanza} (RFC 6120 §8.3).
+
+    The reply swaps C{to} and C{from}, keeps the C{id}, and includes the
+    original payload as the spec suggests so the sender can tell which
+    stanza failed.
+    """
+    reply = domish.Element((stanza.uri, stanza.name))
+    if stanza.getAttribute("id") is not None:
+        reply["id"] = stanza["id"]
+    if stanza.getAttribute("from") is not None:
+        reply["to"] = stanza["from"]
+    if stanza.getAttribute("to") is not None:
+        reply["from"] = stanza["to"]
+    reply["type"] = "error"
+    if stanza.name != "iq":
+        for child in stanza.elements():
+            if child.name != "error":
+                reply.addChild(child)
+    error = reply.addElement("error")
+    error["type"] = errorType or ERROR_TYPES.get(condition, "cancel")
+    if by:
+        error["by"] = by
+    error.addElement((NS_XMPP_STANZAS, condition))
+    if text:
+        t = error.addElement((NS_XMPP_STANZAS, "text"), content=text)
+        t[(NS_XML, "lang")] = "en"
+    if appCondition is not None:
+        error.addChild(appCondition)
+    return reply
+
+
+def iqResult(iq: domish.Element) -> domish.Element:
+    """An empty C{type='result'} reply to C{iq}."""
+    reply = domish.Element((iq.uri, "iq"))
+    reply["type"] = "result"
+    if iq.getAttribute("id") is not None:
+        reply["id"] = iq["id"]
+    if iq.getAttribute("from") is not None:
+        reply["to"] = iq["from"]
+    if iq.getAttribute("to") is not None:
+        reply["from"] = iq["to"]
+    return reply
+
+
+def serialize(element: domish.Element, defaultUri: str = NS_CLIENT) -> bytes:
+    """Serialise a stanza for a stream whose default namespace is C{defaultUri}."""
+    return element.toXml(defaultUri=defaultUri).encode("utf-8")
+
+
+_STREAM_PREFIXES = {NS_STREAMS: "stream"}
+
+
+def serializeStreamElement(element: domish.Element, defaultUri: str = NS_CLIENT) -> bytes:
+    """Serialise a C{stream:}-namespaced element (features, error) inside the stream."""
+    return element.toXml(prefixes=_STREAM_PREFIXES, defaultUri=defaultUri, prefixesInScope=["stream"]).encode("utf-8")
