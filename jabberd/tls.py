@@ -142,7 +142,8 @@ def generateSelfSigned(host: str, path: str, days: int = 3650) -> None:
     Write a new self-signed key and certificate for host as one PEM file (0600).
 
     EC P-256 keeps handshakes cheap. The certificate names host and *.host
-    (so MUC/pubsub subdomains are covered) as DNS-IDs, the XMPP SRV-IDs, and
+    (so MUC/pubsub subdomains are covered; conference.host for a single-label
+    host like localhost) as DNS-IDs, the XMPP SRV-IDs, and
     the host as xmppAddr for peers that still only check that (RFC 6120
     §13.7.1.2). The file is written to a temporary name and renamed so a
     crash or a concurrent reader never sees half a file.
@@ -152,10 +153,14 @@ def generateSelfSigned(host: str, path: str, days: int = 3650) -> None:
     # CN is limited to 64 characters; the SAN is what peers check anyway.
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host if len(host) <= 64 else aLabel[:64])])
     now = datetime.now(timezone.utc)
+    # A wildcard over a single label (*.localhost) makes RFC 6125 checkers
+    # such as service_identity reject the whole certificate, so such hosts
+    # name their default MUC subdomain explicitly instead.
+    subdomains = [x509.DNSName("*." + aLabel)] if "." in aLabel else [x509.DNSName("conference." + aLabel)]
     san = x509.SubjectAlternativeName(
         [
             x509.DNSName(aLabel),
-            x509.DNSName("*." + aLabel),
+            *subdomains,
             x509.OtherName(ID_ON_DNSSRV, _derString(0x16, b"_xmpp-client." + aLabel.encode())),
             x509.OtherName(ID_ON_DNSSRV, _derString(0x16, b"_xmpp-server." + aLabel.encode())),
             x509.OtherName(ID_ON_XMPPADDR, _derString(0x0C, host.encode("utf-8"))),

@@ -687,3 +687,20 @@ class IdentityTests(TestCase):
         jid = "x" * 300 + "@example.com"
         value = tls._derString(0x0C, jid.encode())
         self.assertEqual(certificateAddresses(self.cert(x509.OtherName(ID_ON_XMPPADDR, value))), [jid])
+
+
+class LocalhostCertificateTests(TestCase):
+    """The zero-configuration certificate must verify with strict RFC 6125 checkers."""
+
+    def test_localhostCertificateVerifiesWithServiceIdentity(self):
+        """service_identity accepts the generated localhost certificate for localhost and conference.localhost."""
+        import tempfile
+
+        from service_identity.cryptography import verify_certificate_hostname
+
+        path = os.path.join(tempfile.mkdtemp(), "localhost.pem")
+        generateSelfSigned("localhost", path)
+        with open(path, "rb") as f:
+            cert = x509.load_pem_x509_certificate(f.read())
+        verify_certificate_hostname(cert, "localhost")
+        verify_certificate_hostname(cert, "conference.localhost")
