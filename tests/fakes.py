@@ -112,18 +112,38 @@ class TestSession(ClientSession):
         self.connectionLost()
 
 
+class SettableClock:
+    """
+    The real reactor (threads, timers), except that C{seconds()} reads a
+    time the test sets: for replies that state the time (XEP-0202, XEP-0012).
+    """
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def seconds(self) -> float:
+        return self.now
+
+    def advance(self, amount: float) -> None:
+        self.now += amount
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(reactor, name)
+
+
 class ModuleTestMixin:
     """Start the real server without listeners; bind sessions without sockets."""
 
     server: XMPPServer
 
     @defer.inlineCallbacks
-    def startModules(self, modules: list[str] | tuple[str, ...] = (), **overrides: Any):
+    def startModules(self, modules: list[str] | tuple[str, ...] = (), clock: Any = None, **overrides: Any):
+        """Start the server with C{modules} (all when empty); C{clock}: a L{SettableClock} for its time."""
         dataDir = tempfile.mkdtemp(prefix="jabberd-unit-")
         overrides.setdefault("c2s", {"listen": [], "listen_tls": []})
         if modules:
             overrides["modules"] = {"enabled": list(modules)}
-        self.server = XMPPServer(makeConfig(dataDir, **overrides), reactor=reactor)
+        self.server = XMPPServer(makeConfig(dataDir, **overrides), reactor=clock or reactor)
         self.server.startService()
         self.addCleanup(self.server.stopService)  # type: ignore[attr-defined]
         yield self.server.ready
