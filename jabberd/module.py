@@ -73,7 +73,15 @@ def availableModules() -> dict[str, IModuleFactory]:
     """Every module class installed, by name (Twisted's plugin discovery)."""
     import twisted.plugins
 
-    return {factory.name: factory for factory in getPlugins(IModuleFactory, twisted.plugins)}
+    from jabberd.modules import builtin
+
+    # The built-ins are read from jabberd.modules.builtin directly as well:
+    # Twisted's dropin.cache is keyed on the dropin file's mtime, and the
+    # dropin only re-exports builtin.py, so a module added there would stay
+    # invisible until the cache happened to be rebuilt.
+    found = {f.name: f for f in vars(builtin).values() if IModuleFactory.providedBy(f)}
+    found.update({factory.name: factory for factory in getPlugins(IModuleFactory, twisted.plugins)})
+    return found
 
 
 class ModuleHost:
