@@ -308,50 +308,6 @@ def _moduleNames(config: Config) -> list[str]:
     return [factory.name for factory in ModuleHost.select(config.modules.enabled, config.modules.disabled)]
 
 
-def refreshModuleCache() -> None:
-    """
-    Rebuild Twisted's plugin cache when it has gone stale for jabberd.
-
-    Why: Twisted trusts C{dropin.cache} while it is newer than the dropin
-    files (twisted/plugins/*.py).  Our dropin only re-exports
-    jabberd/modules/builtin.py, so a module added there (a development
-    checkout, or files installed with preserved timestamps, as image builds
-    do) leaves the dropin's mtime alone and the cache keeps hiding the new
-    module.  L{jabberd.module.availableModules} reads the built-ins directly
-    as well, so the server never misses one; this keeps Twisted's own view
-    (`twistd --help`, other tools, third-party dropins in the same folder)
-    honest too.  When Twisted's view lacks a built-in, the cache next to our
-    dropin is removed so Twisted rebuilds it; if that is impossible (a
-    read-only site-packages), the log says what to do.
-    """
-    from twisted.logger import Logger
-    from twisted.plugin import getPlugins
-    from twisted.python.filepath import FilePath
-
-    import twisted.plugins
-    from jabberd.module import IModuleFactory
-    from jabberd.modules import builtin
-
-    expected = {
-        obj.name for obj in vars(builtin).values() if IModuleFactory.providedBy(obj) and obj.name
-    }
-    if expected <= {factory.name for factory in getPlugins(IModuleFactory, twisted.plugins)}:
-        return
-    for directory in twisted.plugins.__path__:
-        cache = FilePath(directory).child("dropin.cache")
-        if FilePath(directory).child("jabberd_modules.py").exists() and cache.exists():
-            try:
-                cache.remove()
-            except OSError as e:
-                Logger().warn(
-                    "Twisted's plugin cache {path} is stale and cannot be removed ({reason}):"
-                    " delete it, or run `jabberdctl check` as its owner",
-                    path=cache.path,
-                    reason=e.strerror,
-                )
-    list(getPlugins(IModuleFactory, twisted.plugins))  # writes the fresh cache
-
-
 def _rawModules(path: str | None) -> dict[str, Any]:
     """
     The [modules] table of a file that did not validate, read leniently, so
@@ -374,7 +330,6 @@ def _moduleProblems(modules: dict[str, Any]) -> list[str]:
 
     from jabberd.module import availableModules
 
-    refreshModuleCache()
     available = sorted(availableModules())
     problems = []
     for key in ("enabled", "disabled"):

@@ -9,6 +9,7 @@ L{JID} so that tx_xmpp handlers accept them unchanged.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 
 from twisted.words.protocols.jabber.jid import JID
@@ -54,7 +55,12 @@ def prepDomain(domain: str) -> str:
     if not domain:
         raise InvalidJID("empty domainpart")
     if domain.startswith("[") and domain.endswith("]"):
-        return domain  # IPv6 literal
+        # RFC 7622 §3.2.1: an IP-literal, which must hold an IPv6 address.
+        try:
+            ipaddress.IPv6Address(domain[1:-1])
+        except ValueError:
+            raise InvalidJID("invalid IPv6 literal") from None
+        return domain.lower()
     try:
         prepped = nameprep.prepare(domain)
     except (UnicodeError, IndexError, ValueError) as e:

@@ -70,17 +70,21 @@ class Module:
 
 
 def availableModules() -> dict[str, IModuleFactory]:
-    """Every module class installed, by name (Twisted's plugin discovery)."""
+    """
+    Every module class installed, by name.
+
+    Built-in modules come from L{jabberd.modules.builtin} directly, never
+    through Twisted's C{dropin.cache}, which only notices changes to dropin
+    files and so could hide a module; third-party modules come from
+    Twisted's plugin discovery (their own dropins in C{twisted/plugins/}).
+    """
     import twisted.plugins
 
     from jabberd.modules import builtin
 
-    # The built-ins are read from jabberd.modules.builtin directly as well:
-    # Twisted's dropin.cache is keyed on the dropin file's mtime, and the
-    # dropin only re-exports builtin.py, so a module added there would stay
-    # invisible until the cache happened to be rebuilt.
-    found = {f.name: f for f in vars(builtin).values() if IModuleFactory.providedBy(f)}
-    found.update({factory.name: factory for factory in getPlugins(IModuleFactory, twisted.plugins)})
+    found = {f.name: f for f in vars(builtin).values() if isinstance(f, type) and IModuleFactory.providedBy(f)}
+    for factory in getPlugins(IModuleFactory, twisted.plugins):
+        found.setdefault(factory.name, factory)
     return found
 
 

@@ -37,6 +37,16 @@ _RESTRICTED_ERRORS = frozenset(
 )
 
 
+# RFC 6120 §11.6: UTF-8 only.  Expat would honour a UTF-16/32 byte order
+# mark (or the zero bytes of a BOM-less UTF-16 stream) even when told the
+# input is UTF-8, so the first bytes are checked before expat sees them.
+_FOREIGN_BOMS = (b"\xfe\xff", b"\xff\xfe", b"\x00\x00\xfe\xff")
+
+
+class _Stopped(Exception):
+    """Raised inside expat to abandon the rest of a chunk after L{StreamParser.stop}."""
+
+
 class StreamError(Exception):
     """A condition that ends the stream with an RFC 6120 §4.9 stream error."""
 
@@ -55,7 +65,16 @@ class StreamParser:
     C{attrs["__qname__"]} and its default namespace in
     C{attrs["__default_ns__"]}), C{onElement(domish.Element)} for every
     complete top-level child, C{onEnd()} for the closing tag.  Violations
-    raise L{StreamError} out of L{feed}.
+    raise L{StreamError} out of L{feed}; an exception a callback raises
+    (e.g. a L{StreamError} from the session) propagates the same way.
+
+    Limits: C{maxStanzaSize} bytes from the start of a top-level element (or
+    the whitespace before it) to its end, so a stanza is refused while it
+    grows, whether it arrives in one read or byte by byte, and even when it
+    is one endless start tag; C{maxDepth} levels of nesting, the stream
+    element being level 1.  Only UTF-8 is read (RFC 6120 §11.6), and no
+    DTD, comment, processing instruction or entity beyond the predefined
+    five (§11.1).
     """
 
     __slots__ = (
@@ -71,6 +90,9 @@ class StreamParser:
         "_defaultNs",
         "_pendingPrefixes",
         "_started",
+        "_fed",
+        "_boundary",
+        "_stopped",
     )
 
     def __init__(
@@ -92,7 +114,16 @@ class StreamParser:
         self._defaultNs: list[str] = [""]
         self._pendingPrefixes: dict[str, str] = {}
         self._started = False
-        p = expat.ParserCreate(None, " ")
+        # Bytes fed so far, and the byte index where the current top-level
+        # element (or the whitespace before it) began: their difference is
+        # what the client has sent towards one stanza, complete or not, so a
+        # start tag that never ends is bounded like any other stanza.
+        self._fed = 0
+        self._boundary = 0
+        self._stopped = False
+        # The encoding is fixed to UTF-8 (RFC 6120 §11.6): a declaration
+        # naming another one is refused in _xmlDecl rather than obeyed.
+        p = expat.ParserCreate("UTF-8", " ")
         p.buffer_text = True
         p.buffer_size = 65536
         p.ordered_attributes = False
@@ -114,14 +145,32 @@ class StreamParser:
 
     def feed(self, data: bytes) -> None:
         """Parse C{data}; raise L{StreamError} on malformed or forbidden XML."""
+        if self._stopped:
+            return
+        if self._fed == 0 and (data.startswith(_FOREIGN_BOMS) or b"\x00" in data[:4]):
+            raise StreamError("unsupported-encoding", "only UTF-8 is supported")
+        self._fed += len(data)
         try:
             self._parser.Parse(data, False)
+        except _Stopped:
+            return
         except expat.ExpatError as e:
             if e.code in _RESTRICTED_ERRORS:
                 raise StreamError("restricted-xml", "entity references are not allowed") from None
             raise StreamError("not-well-formed", expat.errors.messages[e.code]) from None
-        if self._depth > 1 and self._parser.CurrentByteIndex - self._stanzaStart > self._maxStanza:
+        if self._fed - self._boundary > self._maxStanza:
             raise StreamError("policy-violation", "stanza too large")
+
+    def stop(self) -> None:
+        """
+        Deliver nothing more, not even the rest of the chunk being parsed.
+
+        A stream restart (after STARTTLS or SASL success) makes a new parser;
+        bytes the client sent before the restart point must never be read as
+        part of the new stream (that would let plaintext injected before
+        STARTTLS count as sent under TLS).
+        """
+        self._stopped = True
 
     def _restricted(self, *args: object) -> None:
         raise StreamError("restricted-xml", "comments, processing instructions and DTDs are not allowed")
@@ -161,10 +210,13 @@ class StreamParser:
             attrs["__default_ns__"] = self._defaultNs[-1]
             attrs["__prefixes__"] = dict(self._pendingPrefixes)  # type: ignore[assignment]
             self._pendingPrefixes = {}
+            self._boundary = self._parser.CurrentByteIndex
             self._onStart(attrs)
+            if self._stopped:
+                raise _Stopped()
             return
         if depth == 2:
-            self._stanzaStart = self._parser.CurrentByteIndex
+            self._stanzaStart = self._boundary = self._parser.CurrentByteIndex
         elif self._parser.CurrentByteIndex - self._stanzaStart > self._maxStanza:
             raise StreamError("policy-violation", "stanza too large")
         element = domish.Element((uri, local), self._defaultNs[-1], attrs, self._pendingPrefixes or None)
@@ -186,13 +238,18 @@ class StreamParser:
         self._current = element.parent
         if depth == 2:
             element.parent = None
+            self._boundary = self._parser.CurrentByteIndex
             self._onElement(element)
+            if self._stopped:
+                raise _Stopped()
 
     def _characters(self, text: str) -> None:
         current = self._current
         if current is None:
             if text.strip():
                 raise StreamError("bad-format", "text outside a stanza")
+            # Whitespace between stanzas (keepalives) starts nothing.
+            self._boundary = self._parser.CurrentByteIndex
             return
         if self._parser.CurrentByteIndex - self._stanzaStart > self._maxStanza:
             raise StreamError("policy-violation", "stanza too large")

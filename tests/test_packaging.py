@@ -15,7 +15,6 @@ running environment's own jabberd).
 from __future__ import annotations
 
 import os
-import pickle
 import re
 import shutil
 import subprocess
@@ -145,7 +144,6 @@ class WheelContentsTests(SynchronousTestCase):
     def test_dropins(self) -> None:
         """Every dropin goes to twisted/plugins/, with no __init__.py that would shadow Twisted's own package."""
         self.assertIn("twisted/plugins/jabberd_plugins.py", self.names)
-        self.assertIn("twisted/plugins/jabberd_modules.py", self.names)
         twisted = {n for n in self.names if n.startswith("twisted/")}
         self.assertEqual(twisted, self.sourceFiles(os.path.join("twisted", "plugins")))
         self.assertNotIn("twisted/__init__.py", twisted)
@@ -247,54 +245,6 @@ class InstalledTests(SynchronousTestCase):
                 process.communicate()
         self.assertEqual(process.returncode, 0, output)
         return output
-
-    def makeCacheStale(self) -> None:
-        """
-        Leave a plugin cache that lists jabberd's dropin with no modules and
-        is newer than every dropin: what an upgrade that keeps file times
-        (image builds, `cp -p`) or a module added to builtin.py leaves behind.
-        """
-        self.runIn(*self.twistd("--help"))  # Twisted writes a fresh cache
-        with open(self.cache, "rb") as f:
-            cache = pickle.load(f)
-        cache["jabberd_modules"].plugins = []
-        with open(self.cache, "wb") as f:
-            pickle.dump(cache, f)
-        future = time.time() + 60
-        os.utime(self.cache, (future, future))
-
-    def cachedModules(self) -> list[str]:
-        """What Twisted alone (no jabberd code) says the dropin holds."""
-        out = self.runIn(
-            self.python, "-c",
-            "import twisted.plugins; from twisted.plugin import getCache;"
-            " print(' '.join(p.name for p in getCache(twisted.plugins)['jabberd_modules'].plugins))",
-        ).stdout
-        return out.split()
-
-    def test_staleCacheCheck(self) -> None:
-        """jabberdctl check sees through a stale dropin.cache and leaves a fresh one behind."""
-        self.makeCacheStale()
-        self.assertEqual(self.cachedModules(), [], "the cache was not made stale")
-        config = os.path.join(self.cwd, "jabberd.toml")
-        with open(config, "w") as f:
-            f.write('[modules]\nenabled = ["register"]\n')
-        ctl = os.path.join(self.built.venv, "bin", "jabberdctl")
-        result = self.runIn(ctl, "--config", config, "check", check=False)
-        self.assertEqual(result.returncode, 0, result.stderr)
-        self.assertIn("modules: register", result.stdout)
-        self.assertIn("RegisterModule", self.cachedModules())
-
-    def test_staleCacheServer(self) -> None:
-        """The server started under a stale dropin.cache still loads every built-in module."""
-        self.makeCacheStale()
-        config = os.path.join(self.cwd, "jabberd.toml")
-        with open(config, "w") as f:
-            f.write(loopbackListeners() + "\n")
-        output = self.startAndStop(config)
-        match = re.search(r"jabberd ready; modules: (.*)", output)
-        assert match is not None, output
-        self.assertIn("register", match.group(1).split(", "))
 
 
 class EditableInstallTests(SynchronousTestCase):

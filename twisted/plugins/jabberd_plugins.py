@@ -5,8 +5,8 @@ This file is a Twisted dropin: pip installs it into
 site-packages/twisted/plugins/, where twistd looks for plugins wherever it is
 started from.  It must stay cheap to import (Twisted imports every dropin to
 build its plugin cache), so it names the module holding the options and
-makeService instead of importing it.  Server modules are found through the
-other dropin, jabberd_modules.py.
+makeService instead of importing it.  Server modules are not plugins: the
+server reads them from jabberd/modules/builtin.py directly.
 """
 
 from twisted.application.service import ServiceMaker
