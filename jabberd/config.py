@@ -42,12 +42,16 @@ __all__ = [
     "AuthConfig",
     "C2SConfig",
     "Check",
+    "ComponentsConfig",
     "Config",
     "ConfigError",
+    "HTTPConfig",
     "HostConfig",
     "LimitsConfig",
     "ModulesConfig",
+    "S2SConfig",
     "TLSConfig",
+    "VersionConfig",
     "defaultDataDir",
     "fromDict",
     "load",
@@ -362,6 +366,21 @@ class C2SConfig:
         atLeast(0),
     )
     max_depth: int = option(64, "Deepest XML nesting a client may send.", atLeast(8))
+    compression: tuple[str, ...] = option(
+        (),
+        "Endpoints, each one of listen or listen_tls, that offer zlib stream compression"
+        " (XEP-0138) after authentication; [] = none.  Risky: compression under TLS leaks"
+        " secrets through sizes (CRIME-style, XEP-0138 is obsolete for it), so enable it"
+        " only for clients on slow links that need it.",
+        each=endpointString,
+    )
+
+    @rule("compression", "listen", "listen_tls")
+    def _compressionOnListeners(self) -> Problems:
+        """Compression is a property of a listener: it must name one."""
+        for endpoint in self.compression:
+            if endpoint not in self.listen and endpoint not in self.listen_tls:
+                yield ("compression",), f"{_show(endpoint)} is not one of listen or listen_tls"
 
 
 @dataclass(frozen=True)
@@ -436,6 +455,23 @@ class LimitsConfig:
     max_private_size: int = option(
         65536, "Bytes of private XML storage (XEP-0049) per account.", atLeast(1)
     )
+    max_privacy_lists: int = option(
+        50, "Privacy lists (XEP-0016) one account may keep; the blocklist (XEP-0191) is one of them.", atLeast(1)
+    )
+    max_privacy_items: int = option(
+        1000, "Items in one privacy list, and so JIDs in the blocklist (XEP-0191).", atLeast(1)
+    )
+    max_pep_nodes: int = option(
+        100, "Personal eventing (XEP-0163) nodes one account may have.", atLeast(1)
+    )
+    max_pep_items: int = option(
+        256,
+        "Items one PEP node keeps; a node's pubsub#max_items may not exceed it, and \"max\" means it.",
+        atLeast(1),
+    )
+    max_pep_payload_size: int = option(
+        131072, "Bytes of one PEP item's payload (avatars are the largest).", atLeast(1)
+    )
 
 
 @dataclass(frozen=True)
@@ -451,6 +487,359 @@ class ModulesConfig:
         for name in self.disabled:
             if name in self.enabled:
                 yield ("disabled",), f"{_show(name)} is also in enabled"
+
+
+@dataclass(frozen=True)
+class VersionConfig:
+    """What the server tells about its software (XEP-0092 software version)."""
+
+    hide_os: bool = option(
+        False, "Leave the operating system (name and release) out of software version replies."
+    )
+
+
+def _urlPath(value: str) -> str:
+    """An absolute URL path, or "" for "not served"."""
+    if value and (not value.startswith("/") or value == "/" or re.search(r"[\s?#]", value)):
+        raise ValueError(f'{_show(value)} is not a URL path such as "/http-bind" (or "" for none)')
+    return value.rstrip("/")
+
+
+urlPath = Check('a URL path starting with "/", or "" = not served', _urlPath)
+
+
+def _baseURL(value: str) -> str:
+    """An http(s) URL without a path, query or fragment, or ""."""
+    if value and not re.fullmatch(r"https?://[^/\s?#]+/?", value):
+        raise ValueError(f'{_show(value)} is not a base URL such as "https://chat.example.org"')
+    return value.rstrip("/")
+
+
+baseURL = Check('"", or http(s)://host[:port] without a path', _baseURL)
+
+
+def _ipAddress(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"{_show(value)} is not an IP address") from None
+
+
+ipAddress = Check("an IPv4 or IPv6 address", _ipAddress)
+
+
+@dataclass(frozen=True)
+class HTTPConfig:
+    """
+    Web clients: BOSH (XEP-0124/0206) and WebSocket (RFC 7395) on one HTTP
+    listener, announced by XEP-0156 host-meta.  Plain HTTP is for a reverse
+    proxy that terminates TLS, or local development.
+    """
+
+    listen: tuple[str, ...] = option(
+        ("tcp:5280",),
+        "Endpoints for plain HTTP (behind a TLS reverse proxy, or local development).",
+        each=endpointString,
+    )
+    listen_tls: tuple[str, ...] = option(
+        ("tcp:5281",), "Endpoints for HTTPS, with each host's certificate.", each=endpointString
+    )
+    bosh_path: str = option("/http-bind", "URL path of the BOSH endpoint.", urlPath)
+    websocket_path: str = option("/xmpp-websocket", "URL path of the WebSocket endpoint.", urlPath)
+    public_url: str = option(
+        "",
+        "Base URL announced in /.well-known/host-meta (e.g. \"https://chat.example.org\");"
+        " \"\" = the scheme and Host header of each request.",
+        baseURL,
+    )
+    secure_url: str = option(
+        "",
+        "Base https URL plain-HTTP clients are sent to (BOSH and WebSocket see-other-uri);"
+        " \"\" = serve plain HTTP.",
+        baseURL,
+    )
+    cors_origins: tuple[str, ...] = option(
+        ("*",),
+        "Web page origins allowed to use BOSH and WebSocket (CORS, WebSocket Origin);"
+        " [\"*\"] = any, [] = none but clients that send no Origin.",
+    )
+    trusted_proxies: tuple[str, ...] = option(
+        (),
+        "Reverse proxies whose X-Forwarded-Proto: https marks a request as secure.",
+        each=ipAddress,
+    )
+    max_body_size: int = option(
+        524288, "Largest HTTP request body, in bytes; more gets 413 and a closed connection.", atLeast(10000)
+    )
+    bosh_max_wait: int = option(
+        60, "Longest a BOSH request is held waiting for data, in seconds (caps the client's wait).", atLeast(1)
+    )
+    bosh_max_hold: int = option(
+        1, "Most BOSH requests held at once per session (caps the client's hold).", atLeast(1)
+    )
+    bosh_requests: int = option(
+        2, "Simultaneous requests a BOSH client may make: the rid window.", atLeast(2)
+    )
+    bosh_inactivity: int = option(
+        60,
+        "Seconds a BOSH session may go without a request before it ends"
+        " (the client's session ends with unavailable presence).",
+        atLeast(1),
+    )
+    bosh_max_pause: int = option(
+        300, "Longest pause a BOSH client may ask for, in seconds; 0 = no pausing.", atLeast(0)
+    )
+    bosh_polling: int = option(
+        2, "Shortest interval between empty BOSH requests of a polling client, in seconds.", atLeast(0)
+    )
+    websocket_max_message_size: int = option(
+        1048576,
+        "Largest WebSocket message, in bytes; a larger one closes the connection (status 1009)."
+        " Stanzas over c2s.stanza_size_limit get policy-violation before that.",
+        atLeast(10000),
+    )
+    websocket_ping_interval: float = option(
+        30.0,
+        "Seconds between WebSocket pings; no pong within as long closes the connection;"
+        " 0 = no pings.",
+        atLeast(0),
+    )
+
+    @rule("bosh_requests", "bosh_max_hold")
+    def _windowAboveHold(self) -> Problems:
+        """XEP-0124: 'requests' must be larger than 'hold'."""
+        if self.bosh_requests <= self.bosh_max_hold:
+            yield ("bosh_requests",), "must be more than bosh_max_hold"
+
+    @rule("bosh_path", "websocket_path")
+    def _distinctPaths(self) -> Problems:
+        """One path cannot serve both protocols."""
+        if self.bosh_path and self.bosh_path == self.websocket_path:
+            yield ("websocket_path",), "same as bosh_path"
+
+
+def _hostPort(value: str) -> str:
+    """C{host:port} (C{[v6]:port} for IPv6 literals), the port 1-65535."""
+    match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):([0-9]{1,5})", value)
+    if match is None or not 0 < int(match.group(2)) < 65536:
+        raise ValueError(f'{_show(value)} is not "host:port" such as "xmpp.example.net:5269"')
+    return value
+
+
+hostPort = Check('"host:port" ("[v6 address]:port" for IPv6)', _hostPort)
+
+
+@dataclass(frozen=True)
+class S2SConfig:
+    """
+    Federation (RFC 6120 server-to-server): STARTTLS, certificates (RFC 6125,
+    SASL EXTERNAL per XEP-0178), server dialback (XEP-0220) and the outgoing
+    queue.  Peers are found with DNS SRV (XEP-0368 too) unless routes says.
+    """
+
+    enabled: bool = option(
+        True,
+        "Federate with other servers; false = no s2s listener, and stanzas for other domains"
+        " bounce with remote-server-not-found.",
+    )
+    listen: tuple[str, ...] = option(
+        ("tcp:5269",), "Endpoints for server streams; STARTTLS is offered.", each=endpointString
+    )
+    listen_tls: tuple[str, ...] = option(
+        (), "Endpoints for direct TLS server streams (XEP-0368), e.g. \"tcp:5270\".", each=endpointString
+    )
+    require_tls: bool = option(True, "Refuse to exchange anything with a peer before TLS is on, both ways.")
+    require_certificate: bool = option(
+        False,
+        "Refuse peers whose certificate does not authenticate them (no dialback-only peers),"
+        " both ways.",
+    )
+    trust: str = option(
+        "",
+        'PEM CA bundle that peer certificates must chain to; "" = OpenSSL\'s default'
+        " CA store (the system's).",
+        filePath,
+    )
+    routes: dict[str, str] = option(
+        factory=dict,
+        doc="Static routes that bypass DNS, domain to \"host:port\""
+        ' (e.g. {"example.net" = "10.0.0.5:5269"}).',
+        keys=domainName,
+        each=hostPort,
+    )
+    dialback: bool = option(
+        True, "Use and accept server dialback (XEP-0220) for peers not authenticated by certificate."
+    )
+    dialback_secret: str = option(
+        "", 'Secret for dialback keys (XEP-0185); "" = a random one at each start.'
+    )
+    queue_max_stanzas: int = option(
+        1000,
+        "Stanzas held per remote domain while its connection is being set up; more are bounced.",
+        atLeast(1),
+    )
+    queue_max_age: float = option(
+        60.0,
+        "Seconds a stanza may wait for a connection before it is bounced with remote-server-timeout.",
+        greaterThan(0),
+    )
+    connect_timeout: float = option(
+        15.0, "Seconds to wait for each TCP connection attempt.", greaterThan(0)
+    )
+    auth_timeout: float = option(
+        60.0, "Seconds an incoming stream may take to authenticate before connection-timeout.", greaterThan(0)
+    )
+    idle_timeout: float = option(
+        600.0, "Seconds without stanzas before a server stream is closed; 0 = never.", atLeast(0)
+    )
+    stanza_size_limit: int = option(
+        524288, "Largest stanza a peer server may send, in bytes.", atLeast(10000)
+    )
+
+
+def _secret(value: str) -> str:
+    """A shared secret that is empty protects nothing."""
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+secretString = Check("not empty", _secret)
+
+
+@dataclass(frozen=True)
+class ComponentsConfig:
+    """External components (XEP-0114): where they connect, and the shared secret of each component domain."""
+
+    listen: tuple[str, ...] = option(
+        ("tcp:5347:interface=127.0.0.1",),
+        "Endpoints for component streams (jabber:component:accept); loopback only by default.",
+        each=endpointString,
+    )
+    secrets: dict[str, str] = option(
+        factory=dict,
+        doc='Shared secret per component domain, e.g. {"muc.example.org" = "..."};'
+        " a component whose domain is not listed is refused.",
+        keys=domainName,
+        each=secretString,
+    )
+    stanza_size_limit: int = option(
+        1048576, "Largest stanza a component may send, in bytes.", atLeast(10000)
+    )
+    handshake_timeout: float = option(
+        30.0, "Seconds a component has to complete its handshake.", greaterThan(0)
+    )
+
+
+MUC_ROLES = ("moderator", "participant", "visitor")
+
+
+def _label(value: str) -> str:
+    """One DNS label: what goes in front of each host to name its MUC service."""
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", value):
+        raise ValueError(f"{_show(value)} is not a single lowercase DNS label such as \"conference\"")
+    return value
+
+
+dnsLabel = Check("one lowercase DNS label", _label)
+
+
+def _bareJID(value: str) -> str:
+    """A bare JID (or a domain), normalized as the JIDs the MUC compares it with."""
+    from jabberd import jid as J
+
+    try:
+        j = J.parse(value)
+    except J.InvalidJID as e:
+        raise ValueError(f"{_show(value)} is not a JID ({e})") from None
+    if j.resource is not None:
+        raise ValueError(f"{_show(value)} is a full JID; give the bare JID")
+    return j.userhost()
+
+
+bareJID = Check("a bare JID or a domain", _bareJID)
+
+
+@dataclass(frozen=True)
+class RoomDefaultsConfig:
+    """The configuration a new room starts with (the defaults of the muc#roomconfig form its owner sees)."""
+
+    name: str = option("", 'Natural-language room name; "" = the room\'s address.')
+    description: str = option("", "Short description of the room.")
+    language: str = option("", 'Language of the discussions (xml:lang, e.g. "en"); "" = unspecified.')
+    persistent: bool = option(False, "Keep the room when the last occupant leaves.")
+    public: bool = option(True, "List the room in the service's disco#items (searchable).")
+    members_only: bool = option(False, "Only members (and admins, owners) may enter.")
+    moderated: bool = option(False, "Only occupants with voice may speak; newcomers are visitors.")
+    max_users: int = option(100, "Occupants the room admits; 0 = up to the service's max_occupants.", atLeast(0))
+    whois: str = option(
+        "moderators",
+        'Who sees occupants\' real JIDs: "moderators" (semi-anonymous) or "anyone" (non-anonymous).',
+        oneOf("moderators", "anyone"),
+    )
+    allow_invites: bool = option(
+        False, "Let members (not only admins) invite others to a members-only room."
+    )
+    change_subject: bool = option(False, "Let participants (not only moderators) change the subject.")
+    history_length: int = option(20, "Messages of history sent to newcomers (muc#maxhistoryfetch).", atLeast(0))
+    presence_broadcast: tuple[str, ...] = option(
+        MUC_ROLES, "Roles whose presence is broadcast to the room.", each=oneOf(*MUC_ROLES)
+    )
+    allow_pm: str = option(
+        "anyone",
+        "Who may send private messages: anyone, participants, moderators or none.",
+        oneOf("anyone", "participants", "moderators", "none"),
+    )
+    get_member_list: tuple[str, ...] = option(
+        MUC_ROLES,
+        "Roles that may retrieve the member list (admins and owners always may).",
+        each=oneOf(*MUC_ROLES),
+    )
+    enable_logging: bool = option(
+        False, "Mark the room as logged (status code 170 on entry; no public archive is kept)."
+    )
+
+
+@dataclass(frozen=True)
+class MucServiceConfig:
+    """A multi-user chat service (XEP-0045): its name, limits and the defaults of new rooms."""
+
+    name: str = option("Chatrooms", "Name of the service in service discovery.")
+    admins: tuple[str, ...] = option(
+        (), "Bare JIDs that are owners of every room (service administrators).", each=bareJID
+    )
+    room_creators: tuple[str, ...] = option(
+        (),
+        "Bare JIDs or domains allowed to create rooms; [] = anyone.",
+        each=bareJID,
+    )
+    max_rooms: int = option(10000, "Rooms the service holds, temporary and persistent.", atLeast(1))
+    max_rooms_per_user: int = option(100, "Rooms one account may own.", atLeast(1))
+    max_occupants: int = option(1000, "Occupants in one room, whatever its max_users.", atLeast(1))
+    max_history: int = option(
+        100, "Most history messages a room keeps; caps history_length.", atLeast(0)
+    )
+    message_rate: float = option(
+        5.0, "Messages per second one occupant may send to a room, sustained.", greaterThan(0)
+    )
+    message_burst: int = option(
+        10, "Messages one occupant may send at once before message_rate applies.", atLeast(1)
+    )
+    room_defaults: RoomDefaultsConfig = section(RoomDefaultsConfig)
+
+
+@dataclass(frozen=True)
+class MucConfig(MucServiceConfig):
+    """Multi-user chat (XEP-0045), run inside the server as <subdomain>.<host> for each host."""
+
+    enabled: bool = option(
+        True,
+        "Run the MUC service in-process for each host; false when it runs as an external"
+        " component (twistd -n jabberd-muc).",
+    )
+    subdomain: str = option(
+        "conference", "First label of the service's domain: subdomain.host for each host.", dnsLabel
+    )
 
 
 @dataclass(frozen=True)
@@ -500,10 +889,15 @@ class Config:
         "info", "Least severe log messages written.", oneOf("debug", "info", "warn", "error")
     )
     c2s: C2SConfig = section(C2SConfig)
+    s2s: S2SConfig = section(S2SConfig)
     tls: TLSConfig = section(TLSConfig)
     auth: AuthConfig = section(AuthConfig)
     limits: LimitsConfig = section(LimitsConfig)
     modules: ModulesConfig = section(ModulesConfig)
+    version: VersionConfig = section(VersionConfig)
+    http: HTTPConfig = section(HTTPConfig)
+    components: ComponentsConfig = section(ComponentsConfig)
+    muc: MucConfig = section(MucConfig)
     host: dict[str, HostConfig] = option(
         factory=dict,
         doc="Per-host overrides, one table per domain listed in hosts.",
@@ -525,6 +919,25 @@ class Config:
             if host.anonymous and not self.auth.allows("ANONYMOUS"):
                 message = "true, but auth.mechanisms does not list ANONYMOUS"
                 yield ("host", name, "anonymous"), message
+
+    @rule("hosts", "components", "muc")
+    def _componentDomains(self) -> Problems:
+        """A component domain cannot also be a served host or the in-process MUC service."""
+        muc = set(self.mucDomains())
+        for name in self.components.secrets:
+            if name in self.hosts:
+                yield ("components", "secrets", name), "is also listed in hosts"
+            elif name in muc:
+                yield (
+                    ("components", "secrets", name),
+                    "is also the in-process MUC service; set muc.enabled = false to run it as a component",
+                )
+
+    def mucDomains(self) -> list[str]:
+        """The domains of the in-process MUC services: <subdomain>.<host> per host, if enabled."""
+        if not self.muc.enabled:
+            return []
+        return [f"{self.muc.subdomain}.{host}" for host in self.hosts]
 
     def databaseURL(self) -> str:
         """The store's SQLAlchemy URL, with the zero-config SQLite file filled in."""
@@ -557,14 +970,16 @@ class Config:
 _BAD = object()  # marks a value that failed; its problem is already recorded
 
 
-def load(path: str | None) -> Config:
+def load(path: str | None, cls: type = Config) -> Any:
     """
     Read and validate a TOML file; C{None} means no file, i.e. all defaults.
 
+    @param cls: the top-level class; another process (a component) passes
+        its own, built from the same sections.
     @raise ConfigError: with every problem found.
     """
     if path is None:
-        return fromDict({})
+        return fromDict({}, cls=cls)
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -576,18 +991,18 @@ def load(path: str | None) -> Config:
         raise ConfigError([f"{path}: not UTF-8 text"], path) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError([f"{path}: {e}"], path) from None
-    return fromDict(data, path)
+    return fromDict(data, path, cls)
 
 
-def fromDict(data: Mapping[str, Any], source: str = "<config>") -> Config:
+def fromDict(data: Mapping[str, Any], source: str = "<config>", cls: type = Config) -> Any:
     """
-    Validate parsed TOML (or an equivalent dict) into a L{Config}.
+    Validate parsed TOML (or an equivalent dict) into a L{Config} (or C{cls}).
 
     @param source: where C{data} came from, kept on the error as C{source}.
     @raise ConfigError: with every problem found.
     """
     problems: list[str] = []
-    config = _convert(data, Config, "", problems)
+    config = _convert(data, cls, "", problems)
     if problems:
         raise ConfigError(problems, source)
     return config
@@ -842,9 +1257,16 @@ def markdown() -> str:
         "`c2s.stanza_size_limit: must be at least 10000`. Unknown keys are errors,",
         "with a suggestion when one is close.",
     ]
-    for where, intro, hints, fields in _walk(Config, "", _summary(Config)):
+    lines += sectionTables(Config)
+    return "\n".join(lines) + "\n"
+
+
+def sectionTables(cls: type, heading: str = "##") -> list[str]:
+    """The markdown tables of C{cls} and its nested sections (also used for a component's own file)."""
+    lines: list[str] = []
+    for where, intro, hints, fields in _walk(cls, "", _summary(cls)):
         title = "Top level" if not where else f"`[{where}]`"
-        lines += ["", f"## {title}", "", intro, ""]
+        lines += ["", f"{heading} {title}", "", intro, ""]
         lines += ["| Key | Type | Default | Allowed | Meaning |", "|---|---|---|---|---|"]
         for f in fields:
             rules = [
@@ -860,7 +1282,7 @@ def markdown() -> str:
                 f.metadata.get("doc", ""),
             ]
             lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 # -- command line -------------------------------------------------------------

@@ -90,6 +90,10 @@ class Router:
         else:
             self.remote(stanza, domain)
 
+    def serves(self, domain: str) -> bool:
+        """Whether C{domain} is ours: a hosted domain, or one registered (a component, names under it)."""
+        return domain in self.hosts or self._domainHandler(domain) is not None
+
     def _domainHandler(self, domain: str) -> Deliver | None:
         deliver = self.domains.get(domain)
         if deliver is not None or not self.domains:

@@ -24,12 +24,18 @@ from jabberd import tls
 from jabberd.bus import EventBus
 from jabberd.c2s.session import C2SContext
 from jabberd.c2s.tcp import ClientStreamFactory
+from jabberd.components import ComponentListener
 from jabberd.config import Config
 from jabberd.module import ModuleHost
 from jabberd.router import Router
+from jabberd.s2s.federation import Federation
 from jabberd.sessions import SessionManager
 from jabberd.store import Store
 from jabberd.store.accounts import Accounts
+
+
+#: Seconds a stopping server waits for client connections to close.
+SHUTDOWN_GRACE = 5.0
 
 
 class XMPPServer(MultiService):
@@ -52,8 +58,26 @@ class XMPPServer(MultiService):
         self.store = Store(config.databaseURL(), reactor=reactor)
         self.accounts = Accounts(self.store)
         self.modules = ModuleHost(self)
+        # XEP-0114: external components (their domains bounce until connected).
+        self.components = ComponentListener(
+            self.router,
+            config.components.secrets,
+            reactor,
+            config.components.stanza_size_limit,
+            config.components.handshake_timeout,
+        )
         self.serverTLS: tls.ServerTLS | None = None
+        self.certificates: dict[str, tuple[str, str | None]] = {}
+        # Federation (jabberd/s2s), made at start; s2sResolver is the DNS
+        # resolver it uses (None: the system's; tests set a loopback one).
+        self.s2s: Federation | None = None
+        self.s2sResolver: Any = None
         self.ports: dict[str, list[IListeningPort]] = {}
+        # Every open client session, bound or still negotiating, over any
+        # transport: shared by every C2SContext so shutdown reaches them all.
+        self.clientStreams: set = set()
+        self._c2sFactories: list[ClientStreamFactory] = []
+        self.web: Any = None  # the BOSH/WebSocket site (components/bosh), when [http] listens
         self.startedAt = 0.0
         self.ready: defer.Deferred = defer.Deferred()
 
@@ -82,6 +106,9 @@ class XMPPServer(MultiService):
             if needs:
                 raise RuntimeError("the database schema is out of date: run `jabberdctl db upgrade`")
         self.serverTLS = self._makeTLS()
+        if config.s2s.enabled:
+            self.s2s = Federation(config, self.router, self.certificates, self.reactor, self.s2sResolver)
+            self.router.remote = self.s2s.remote
         await self.modules.load(ModuleHost.select(config.modules.enabled, config.modules.disabled))
         await self._listen()
         self.bus.notify(B.SERVER_STARTED)
@@ -98,6 +125,7 @@ class XMPPServer(MultiService):
                 certificates[host] = (self.config.tls.certificate, self.config.tls.key or self.config.tls.certificate)
             else:
                 certificates[host] = tls.ensureCertificate(self.config.data_dir, host)
+        self.certificates = certificates
         return tls.ServerTLS(
             certificates,
             defaultHost=self.config.hosts[0],
@@ -123,6 +151,7 @@ class XMPPServer(MultiService):
             anonymousHosts={h for h in self.hosts if config.forHost(h).anonymous},
             registrationHosts={h for h in self.hosts if config.forHost(h).registration},
             externalUsernames=self._externalUsernames if config.auth.external else None,
+            streams=self.clientStreams,
         )
 
     def _externalUsernames(self, cert: Any) -> list[str]:
@@ -137,13 +166,46 @@ class XMPPServer(MultiService):
     async def _listen(self) -> None:
         c2s = self.config.c2s
         ctx = self.c2sContext()
-        plain = ClientStreamFactory(ctx, self.serverTLS, False, c2s.stanza_size_limit, c2s.max_depth)
-        direct = ClientStreamFactory(ctx, None, True, c2s.stanza_size_limit, c2s.max_depth)
-        directTLS = TLSMemoryBIOFactory(self.serverTLS.contextFactory(), False, direct)
+        self._c2sFactories = []
+        factories: dict[tuple[bool, bool], Any] = {}
+
+        def factory(directTLS: bool, compression: bool) -> Any:
+            # One factory per kind of listener: STARTTLS or direct TLS, with
+            # or without XEP-0138 (c2s.compression names the endpoints).
+            key = (directTLS, compression)
+            if key not in factories:
+                f = ClientStreamFactory(
+                    ctx, None if directTLS else self.serverTLS, directTLS, c2s.stanza_size_limit, c2s.max_depth, compression, c2s.idle_timeout
+                )
+                self._c2sFactories.append(f)
+                factories[key] = TLSMemoryBIOFactory(self.serverTLS.contextFactory(), False, f) if directTLS else f
+            return factories[key]
+
         for description in c2s.listen:
-            await self._listenOne("c2s", description, plain)
+            await self._listenOne("c2s", description, factory(False, description in c2s.compression))
         for description in c2s.listen_tls:
-            await self._listenOne("c2s_tls", description, directTLS)
+            await self._listenOne("c2s_tls", description, factory(True, description in c2s.compression))
+        http = self.config.http
+        if http.listen or http.listen_tls:
+            # BOSH and WebSocket (components/bosh): each web session feeds a ClientSession.
+            from components.bosh.web import inProcessFrontend
+
+            self.web = inProcessFrontend(self, ctx)
+            for description in http.listen:
+                await self._listenOne("http", description, self.web.site)
+            for description in http.listen_tls:
+                await self._listenOne("http_tls", description, self.web.tlsFactory(self.serverTLS))
+        # Only with a component configured: an unused port stays closed.
+        if self.config.components.secrets:
+            self.components.start()
+            factory = self.components.factory()
+            for description in self.config.components.listen:
+                await self._listenOne("component", description, factory)
+        if self.s2s is not None:
+            for description in self.config.s2s.listen:
+                await self._listenOne("s2s", description, self.s2s.inboundFactory())
+            for description in self.config.s2s.listen_tls:
+                await self._listenOne("s2s_tls", description, self.s2s.directTLSFactory())
 
     async def _listenOne(self, kind: str, description: str, factory: Any) -> None:
         endpoint = endpoints.serverFromString(self.reactor, description)
@@ -158,13 +220,23 @@ class XMPPServer(MultiService):
     @defer.inlineCallbacks
     def stopService(self):
         """Close every stream with system-shutdown, then the store (RFC 6120 §4.9.3.22)."""
+        if not self.running:
+            return  # already stopped (an embedding app and a test cleanup may both ask)
         self.bus.notify(B.SERVER_STOPPING)
         for ports in self.ports.values():
             for port in ports:
                 yield port.stopListening()
         self.ports.clear()
-        for session in list(self.sessions.all()):
+        yield self.components.stop()
+        if self.s2s is not None:
+            # Queued stanzas bounce to their (still connected) senders first.
+            yield self.s2s.stop(SHUTDOWN_GRACE)
+        # Every stream, also those still negotiating, not only bound sessions.
+        for session in list(self.clientStreams):
             session.terminate("system-shutdown", "the server is shutting down")
+        # Let the error and the closing tags reach the clients before the
+        # reactor stops; a peer that never completes the TLS close is cut off.
+        yield defer.gatherResults([f.whenClosed(self.reactor, SHUTDOWN_GRACE) for f in self._c2sFactories])
         yield self.modules.unloadAll()
         yield self.store.close()
         yield super().stopService()

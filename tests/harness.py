@@ -32,8 +32,9 @@ def makeConfig(dataDir: str, **overrides: Any) -> Config:
         "data_dir": dataDir,
         "c2s": {"listen": [f"tcp:0:interface={LOOPBACK}"], "listen_tls": [f"tcp:0:interface={LOOPBACK}"]},
         "http": {"listen": [f"tcp:0:interface={LOOPBACK}"], "listen_tls": [f"tcp:0:interface={LOOPBACK}"]},
-        # no federation listener unless a test asks (the default is port 5269)
-        "s2s": {"listen": []},
+        # no federation (it would listen on 5269 and look peers up in DNS):
+        # stanzas to other domains bounce; tests/s2s/ turns it on
+        "s2s": {"enabled": False},
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(data.get(key), dict):
