@@ -43,6 +43,10 @@ _RESTRICTED_ERRORS = frozenset(
 _FOREIGN_BOMS = (b"\xfe\xff", b"\xff\xfe", b"\x00\x00\xfe\xff")
 
 
+#: expat's text buffer, allocated per parser (so per stream): small.
+_TEXT_BUFFER = 4096
+
+
 class _Stopped(Exception):
     """Raised inside expat to abandon the rest of a chunk after L{StreamParser.stop}."""
 
@@ -50,10 +54,12 @@ class _Stopped(Exception):
 class StreamError(Exception):
     """A condition that ends the stream with an RFC 6120 §4.9 stream error."""
 
-    def __init__(self, condition: str, text: str | None = None) -> None:
+    def __init__(self, condition: str, text: str | None = None, appCondition: domish.Element | None = None) -> None:
         super().__init__(condition, text)
         self.condition = condition
         self.text = text
+        #: an application-specific condition element (RFC 6120 §4.9.4)
+        self.appCondition = appCondition
 
 
 class StreamParser:
@@ -125,7 +131,10 @@ class StreamParser:
         # naming another one is refused in _xmlDecl rather than obeyed.
         p = expat.ParserCreate("UTF-8", " ")
         p.buffer_text = True
-        p.buffer_size = 65536
+        # Expat's text buffer is allocated per parser, so per stream: keep it
+        # small.  Longer text arrives in several callbacks, merged in
+        # _characters.
+        p.buffer_size = _TEXT_BUFFER
         p.ordered_attributes = False
         p.specified_attributes = True
         p.StartElementHandler = self._startElement
@@ -251,18 +260,31 @@ class StreamParser:
             # Whitespace between stanzas (keepalives) starts nothing.
             self._boundary = self._parser.CurrentByteIndex
             return
-        if self._parser.CurrentByteIndex - self._stanzaStart > self._maxStanza:
+        end = self._parser.CurrentByteIndex
+        if len(text) > _TEXT_BUFFER:
+            # Too long for the buffer, so delivered at once, and the index
+            # is where it starts (buffered text is flushed at its end).
+            end += len(text)
+        if end - self._stanzaStart > self._maxStanza:
             raise StreamError("policy-violation", "stanza too large")
-        current.children.append(text)
+        # Adjacent text is one string, as domish's str(element) reads only
+        # the first text child.
+        children = current.children
+        if children and type(children[-1]) is str:
+            children[-1] += text
+        else:
+            children.append(text)
 
 
-def streamErrorElement(condition: str, text: str | None = None) -> domish.Element:
-    """Build C{<stream:error>} with the defined condition and optional text."""
+def streamErrorElement(condition: str, text: str | None = None, appCondition: domish.Element | None = None) -> domish.Element:
+    """Build C{<stream:error>} with the defined condition, optional text and application condition."""
     error = domish.Element((NS_STREAMS, "error"))
     error.addElement((NS_XMPP_STREAMS, condition))
     if text:
         t = error.addElement((NS_XMPP_STREAMS, "text"), content=text)
         t[(NS_XML, "lang")] = "en"
+    if appCondition is not None:
+        error.addChild(appCondition)
     return error
 
 

@@ -73,6 +73,12 @@ class CollectingLink:
     def startTLS(self, host: str) -> None:
         raise AssertionError("no TLS on a collecting link")
 
+    def canCompress(self) -> bool:
+        return False
+
+    def startCompression(self) -> None:
+        raise AssertionError("no compression on a collecting link")
+
     def restart(self) -> None:
         pass
 

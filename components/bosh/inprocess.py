@@ -51,6 +51,12 @@ class WebLink:
     def startTLS(self, host: str) -> None:
         raise RuntimeError("TLS is the HTTP layer's")
 
+    def canCompress(self) -> bool:
+        return False  # XEP-0138 is TCP framing; HTTP has its own encodings
+
+    def startCompression(self) -> None:
+        raise RuntimeError("no stream compression over BOSH/WebSocket")
+
     def restart(self) -> None:
         """Nothing to do: the client restarts (BOSH xmpp:restart, a new WebSocket <open/>)."""
 

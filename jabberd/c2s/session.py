@@ -47,6 +47,8 @@ NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
 NS_SESSION = "urn:ietf:params:xml:ns:xmpp-session"
 NS_SASL_CB = "urn:xmpp:sasl-cb:0"
+NS_COMPRESS_FEATURE = "http://jabber.org/features/compress"
+NS_COMPRESS = "http://jabber.org/protocol/compress"
 
 # Negotiation states, in order.
 EXPECT_HEADER, NEGOTIATING, BOUND, CLOSED = range(4)
@@ -79,6 +81,14 @@ class Link(Protocol):
     def channelBindings(self) -> dict[str, bytes]: ...
 
     def peerCertificate(self) -> Any: ...
+
+    def canCompress(self) -> bool:
+        """Whether XEP-0138 zlib may be started now (enabled here, not yet on)."""
+        ...
+
+    def startCompression(self) -> None:
+        """Compress both directions from now on and expect a new stream header."""
+        ...
 
 
 @dataclass
@@ -240,7 +250,7 @@ class ClientSession:
 
     def streamError(self, error: StreamError) -> None:
         """The link or a handler found a stream-level problem: report and close."""
-        self.terminate(error.condition, error.text)
+        self.terminate(error.condition, error.text, error.appCondition)
 
     # -- output ---------------------------------------------------------------
 
@@ -254,14 +264,14 @@ class ClientSession:
         if self.state != CLOSED:
             self.link.sendBytes(serialize(element))
 
-    def terminate(self, condition: str, text: str | None = None) -> None:
+    def terminate(self, condition: str, text: str | None = None, appCondition: domish.Element | None = None) -> None:
         """Send a stream error and close the stream (RFC 6120 §4.9)."""
         if self.state == CLOSED:
             return
         if not self.headerSent:
             self._sendHeader()
         self.state = CLOSED
-        self.link.sendBytes(serializeStreamElement(streamErrorElement(condition, text)))
+        self.link.sendBytes(serializeStreamElement(streamErrorElement(condition, text, appCondition)))
         self._close()
 
     def _sendHeader(self, peer: str | None = None) -> None:
@@ -311,6 +321,10 @@ class ClientSession:
         elif self.jid is None:
             features.addElement((NS_BIND, "bind"))
             features.addElement((NS_SESSION, "session")).addElement("optional")
+            # XEP-0138 after TLS and SASL, before bind (XEP-0170); only where
+            # the listener enables it (compression under TLS leaks, §9).
+            if self.link.canCompress():
+                features.addElement((NS_COMPRESS_FEATURE, "compression")).addElement("method", content="zlib")
             self.ctx.bus.notify(B.STREAM_FEATURES, self, features)
         return features
 
@@ -341,6 +355,8 @@ class ClientSession:
             self._startTLS()
         elif uri == NS_SASL:
             self._sasl(element)
+        elif uri == NS_COMPRESS and name == "compress":
+            self._compress(element)
         elif uri == NS_CLIENT and name == "iq" and self.authenticated:
             self._bindOrSession(element)
         elif uri == NS_CLIENT and name in STANZA_NAMES:
@@ -368,6 +384,26 @@ class ClientSession:
         self.send(domish.Element((NS_TLS, "proceed")))
         self.state = EXPECT_HEADER
         self.link.startTLS(self.host)
+
+    def _compress(self, element: domish.Element) -> None:
+        # XEP-0138 §3: a failure is not a stream error; the client may go on
+        # uncompressed.  Not offered here (disabled, before SASL, already
+        # on) is "unworkable": setup-failed.
+        failure = domish.Element((NS_COMPRESS, "failure"))
+        if not self.authenticated or self.jid is not None or not self.link.canCompress():
+            failure.addElement("setup-failed")
+            self.send(failure)
+            return
+        methods = [str(m).strip() for m in element.elements(NS_COMPRESS, "method")]
+        if methods != ["zlib"]:
+            failure.addElement("unsupported-method")
+            self.send(failure)
+            return
+        # <compressed/> is the last uncompressed byte; the client then opens
+        # a new, compressed stream.
+        self.send(domish.Element((NS_COMPRESS, "compressed")))
+        self.state = EXPECT_HEADER
+        self.link.startCompression()
 
     def _sasl(self, element: domish.Element) -> None:
         if self.authenticated:

@@ -2,10 +2,14 @@
 Client streams over TCP: port 5222 with STARTTLS and 5223 with direct TLS
 (XEP-0368).  This is only framing: bytes in through the parser, bytes out;
 the XMPP logic is L{ClientSession}.
+
+Framing includes zlib stream compression (XEP-0138) where a listener enables
+it, and the idle timeout (C{c2s.idle_timeout}).
 """
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 from twisted.internet import defer
@@ -15,7 +19,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from jabberd import tls
-from jabberd.c2s.session import C2SContext, ClientSession
+from twisted.words.xish import domish
+
+from jabberd.c2s.session import NS_COMPRESS, C2SContext, ClientSession
 from jabberd.xmlstream import StreamError, StreamParser
 
 HEADER = (
@@ -24,12 +30,51 @@ HEADER = (
 )
 
 
+#: Inflated bytes handed to the parser at a time: what one step of
+#: decompression may allocate, however small and hostile the input.
+INFLATE_CHUNK = 16384
+
+#: One read of compressed data may inflate to at most this many times the
+#: stanza size limit.  The parser bounds each stanza; this bounds what is
+#: not a stanza (whitespace between stanzas), so a small bomb cannot make
+#: the server parse megabytes of keepalives.
+INFLATE_READ_FACTOR = 4
+
+
+class _Compressor:
+    """zlib both ways for one stream (XEP-0138)."""
+
+    __slots__ = ("inflater", "deflater", "pending")
+
+    def __init__(self) -> None:
+        self.inflater = zlib.decompressobj()
+        self.deflater = zlib.compressobj()
+        #: a sync flush is scheduled for what was compressed this turn
+        self.pending = False
+
+
+def _processingFailed() -> StreamError:
+    """XEP-0138 §3: compression broke on an established compressed stream."""
+    failure = domish.Element((NS_COMPRESS, "failure"))
+    failure.addElement("processing-failed")
+    return StreamError("undefined-condition", "stream compression failed", failure)
+
+
 class ClientStream(Protocol):
     """One TCP connection carrying one client session."""
 
     log = Logger()
 
-    def __init__(self, ctx: C2SContext, serverTLS: tls.ServerTLS | None, directTLS: bool, maxStanzaSize: int, maxDepth: int) -> None:
+    def __init__(
+        self,
+        ctx: C2SContext,
+        serverTLS: tls.ServerTLS | None,
+        directTLS: bool,
+        maxStanzaSize: int,
+        maxDepth: int,
+        compression: bool = False,
+        idleTimeout: float = 0.0,
+    ) -> None:
         self.ctx = ctx
         self.serverTLS = serverTLS
         self.secure = directTLS
@@ -38,6 +83,14 @@ class ClientStream(Protocol):
         self._parser: StreamParser | None = None
         self._closing = False
         self._cb: dict[str, bytes] | None = None
+        self._compressionAllowed = compression
+        self._compressor: _Compressor | None = None
+        # Idle timeout: one DelayedCall, armed after authentication; a read
+        # only stores the time, and the call reschedules itself lazily when
+        # it finds the stream was not idle after all.
+        self._idleTimeout = idleTimeout
+        self._idleCall: Any = None
+        self._lastRead = 0.0
         self.session: ClientSession | None = None
         self.factory: ClientStreamFactory | None = None
 
@@ -55,8 +108,13 @@ class ClientStream(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._closing or self._parser is None:
             return
+        if self._idleCall is not None:
+            self._lastRead = self.ctx.reactor.seconds()
         try:
-            self._parser.feed(data)
+            if self._compressor is None:
+                self._parser.feed(data)
+            else:
+                self._inflate(data)
         except StreamError as e:
             assert self.session is not None
             self.session.streamError(e)
@@ -65,9 +123,37 @@ class ClientStream(Protocol):
             if self.session is not None:
                 self.session.terminate("internal-server-error")
 
+    def _inflate(self, data: bytes) -> None:
+        """
+        Decompress C{data} piece by piece into the parser: no step allocates
+        more than L{INFLATE_CHUNK} bytes, the parser refuses a stanza above
+        the limit as it grows, and one read may not inflate beyond
+        L{INFLATE_READ_FACTOR} stanza limits (policy-violation: a bomb).
+        """
+        assert self._compressor is not None
+        inflater = self._compressor.inflater
+        budget = self._maxStanzaSize * INFLATE_READ_FACTOR
+        while data and not self._closing:
+            try:
+                out = inflater.decompress(data, INFLATE_CHUNK)
+            except zlib.error:
+                raise _processingFailed() from None
+            data = inflater.unconsumed_tail
+            budget -= len(out)
+            if budget < 0:
+                raise StreamError("policy-violation", "compressed data inflates too much")
+            if out and self._parser is not None:
+                self._parser.feed(out)
+        if inflater.eof and not self._closing:
+            # The client ended its zlib stream: nothing more can be read.
+            raise _processingFailed()
+
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self._closing = True
         self._parser = None
+        if self._idleCall is not None and self._idleCall.active():
+            self._idleCall.cancel()
+        self._idleCall = None
         if self.session is not None:
             self.session.connectionLost()
             self.session = None
@@ -83,21 +169,42 @@ class ClientStream(Protocol):
         for key, value in attrs.items():
             parts.append(f" {key}='{_escapeAttr(value)}'")
         parts.append(">")
-        self.transport.write("".join(parts).encode("utf-8"))
+        self._write("".join(parts).encode("utf-8"))
 
     def sendBytes(self, data: bytes) -> None:
         if not self._closing:
-            self.transport.write(data)
+            self._write(data)
 
     def sendFooter(self) -> None:
         if not self._closing:
-            self.transport.write(b"</stream:stream>")
+            self._write(b"</stream:stream>")
 
     def close(self) -> None:
         self._closing = True
         if self._parser is not None:
             self._parser.stop()
+        self._flush()
         self.transport.loseConnection()
+
+    def _write(self, data: bytes) -> None:
+        c = self._compressor
+        if c is None:
+            self.transport.write(data)
+            return
+        # Everything written in one reactor turn (a presence broadcast, a
+        # stanza and its error...) shares one Z_SYNC_FLUSH.
+        out = c.deflater.compress(data)
+        if out:
+            self.transport.write(out)
+        if not c.pending:
+            c.pending = True
+            self.ctx.reactor.callLater(0, self._flush)
+
+    def _flush(self) -> None:
+        c = self._compressor
+        if c is not None and c.pending:
+            c.pending = False
+            self.transport.write(c.deflater.flush(zlib.Z_SYNC_FLUSH))
 
     def canStartTLS(self) -> bool:
         return self.serverTLS is not None and not self.secure
@@ -115,6 +222,30 @@ class ClientStream(Protocol):
         if self._parser is not None:
             self._parser.stop()
         self._newParser()
+        if self._idleTimeout > 0 and self._idleCall is None and self.session is not None and self.session.authenticated:
+            # Authenticated (the SASL restart): from here on, silence counts.
+            self._lastRead = self.ctx.reactor.seconds()
+            self._idleCall = self.ctx.reactor.callLater(self._idleTimeout, self._idleCheck)
+
+    def _idleCheck(self) -> None:
+        self._idleCall = None
+        if self._closing or self.session is None:
+            return
+        due = self._lastRead + self._idleTimeout
+        now = self.ctx.reactor.seconds()
+        if now < due:
+            self._idleCall = self.ctx.reactor.callLater(due - now, self._idleCheck)
+            return
+        self.session.terminate("connection-timeout", "idle for too long")
+
+    def canCompress(self) -> bool:
+        return self._compressionAllowed and self._compressor is None
+
+    def startCompression(self) -> None:
+        # <compressed/> went out uncompressed just before; whatever followed
+        # <compress/> in the same read is dropped with the old parser.
+        self._compressor = _Compressor()
+        self.restart()
 
     def channelBindings(self) -> dict[str, bytes]:
         # Asked only once the handshake is over (after the first header on
@@ -141,17 +272,28 @@ class ClientStreamFactory(Factory):
     (L{closeAll}), instead of letting the reactor cut them off mid-write.
     """
 
-    def __init__(self, ctx: C2SContext, serverTLS: tls.ServerTLS | None, directTLS: bool = False, maxStanzaSize: int = 262144, maxDepth: int = 64) -> None:
+    def __init__(
+        self,
+        ctx: C2SContext,
+        serverTLS: tls.ServerTLS | None,
+        directTLS: bool = False,
+        maxStanzaSize: int = 262144,
+        maxDepth: int = 64,
+        compression: bool = False,
+        idleTimeout: float = 0.0,
+    ) -> None:
         self.ctx = ctx
         self.serverTLS = serverTLS
         self.directTLS = directTLS
         self.maxStanzaSize = maxStanzaSize
         self.maxDepth = maxDepth
+        self.compression = compression
+        self.idleTimeout = idleTimeout
         self.streams: set[ClientStream] = set()
         self._drained: list[defer.Deferred] = []
 
     def buildProtocol(self, addr: Any) -> ClientStream:
-        p = ClientStream(self.ctx, self.serverTLS, self.directTLS, self.maxStanzaSize, self.maxDepth)
+        p = ClientStream(self.ctx, self.serverTLS, self.directTLS, self.maxStanzaSize, self.maxDepth, self.compression, self.idleTimeout)
         p.factory = self
         return p
 

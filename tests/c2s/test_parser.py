@@ -100,6 +100,18 @@ class ParserTests(unittest.TestCase):
         r.feed(HEADER, b"<message><body><![CDATA[<b>&]]>&lt;&gt;&amp;&apos;&quot;</body></message>")
         self.assertEqual(str(r.elements[0].body), "<b>&<>&'\"")
 
+    def test_longTextIsOneString(self):
+        """A 100 KB body (beyond expat's small text buffer), in one read or many, is one text child."""
+        text = "x\u00e9" * 50_000
+        data = f"<message><body>{text}</body><subject>a&amp;b</subject></message>".encode()
+        for chunks in ((data,), tuple(data[i : i + 1000] for i in range(0, len(data), 1000))):
+            r = Recorder(maxStanzaSize=200_000)
+            r.feed(HEADER, *chunks)
+            body = r.elements[0].body
+            self.assertEqual(body.children, [text])
+            self.assertEqual(str(body), text)
+            self.assertEqual(str(r.elements[0].subject), "a&b")
+
     def test_prefixedStanza(self):
         """A stanza written with a prefix is the same stanza (namespaces, not prefixes, count)."""
         r = Recorder()
