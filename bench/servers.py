@@ -287,7 +287,7 @@ def _listening(port: int) -> bool:
 class Jabberd(Server):
     name = "jabberd"
     plain_without_tls = False  # PLAIN needs TLS, by design
-    muc = False  # until conference.localhost exists
+    muc = True  # conference.localhost, in-process
 
     def version(self) -> str:
         import jabberd
