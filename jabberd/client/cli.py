@@ -352,10 +352,17 @@ def _eachStdinLine(reactor: Any, handle: Callable[[str], None]) -> defer.Deferre
 async def cmdListen(client: Client, args: argparse.Namespace, reactor: Any) -> int:
     done: defer.Deferred = defer.Deferred()
     seen = [0]
+    # Requests the library answers by itself (disco, ping) are protocol
+    # chatter, not something the user is listening for.
+    answered = {str(feature) for feature in client.disco.ownInfo().features}
 
     def onStanza(element: domish.Element) -> None:
         if done.called:
             return
+        if element.name == "iq" and element.getAttribute("type") in ("get", "set"):
+            payload = next(element.elements(), None)
+            if payload is not None and payload.uri in answered:
+                return
         try:
             say(stanzaJSON(element) if args.json else stanzaLine(element))
         except BrokenPipeError:
