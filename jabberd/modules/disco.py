@@ -39,9 +39,10 @@ from twisted.internet import defer
 from twisted.words.xish import domish
 
 from jabberd import bus as B
+from jabberd import jid as J
 from jabberd.module import Module
 from jabberd.store.userdata import presence_authorized_txn
-from jabberd.xmlstream import iqResult
+from jabberd.xmlstream import NS_CLIENT, iqResult
 
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
@@ -144,14 +145,34 @@ class DiscoModule(Module):
     def hostInfo(self, iq, fromJID, toJID) -> bool:
         request = self._request(iq, NS_DISCO_INFO, fromJID, toJID)
         if request.node is None:
-            request.addIdentity("server", "im", SERVER_NAME)
-            for feature in self.server.modules.features():
-                request.addFeature(feature)
-            addresses = self.server.config.forHost(toJID.host).contact_addresses
-            if addresses:
-                request.query.addChild(serverInfoForm(addresses))
+            self._hostInfo(request)
         self._answer(request, discoInfo(HOST))
         return True
+
+    def _hostInfo(self, request: DiscoRequest) -> None:
+        request.addIdentity("server", "im", SERVER_NAME)
+        for feature in self.server.modules.features():
+            request.addFeature(feature)
+        addresses = self.server.config.forHost(request.toJID.host).contact_addresses
+        if addresses:
+            request.query.addChild(serverInfoForm(addresses))
+
+    def hostInfoQuery(self, host: str) -> defer.Deferred:
+        """
+        Fires with the disco#info C{<query/>} of the hosted domain C{host}
+        (no node) exactly as a request is answered, the other modules'
+        additions included: what the server's XEP-0115 caps hash.
+        """
+        iq = domish.Element((NS_CLIENT, "iq"))
+        iq["type"] = "get"
+        iq["to"] = host
+        iq.addElement((NS_DISCO_INFO, "query"))
+        toJID = J.parse(host)
+        request = DiscoRequest(iq, domish.Element((NS_DISCO_INFO, "query")), None, toJID, None)
+        self._hostInfo(request)
+        self.server.bus.notify(discoInfo(HOST), request)
+        d = defer.gatherResults(request._pending, consumeErrors=True) if request._pending else defer.succeed(None)
+        return d.addCallback(lambda _: request.query)
 
     def hostItems(self, iq, fromJID, toJID) -> bool:
         request = self._request(iq, NS_DISCO_ITEMS, fromJID, toJID)

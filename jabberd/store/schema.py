@@ -116,3 +116,6 @@ account_credentials = sa.Table(
 from jabberd.store import roster as _roster  # noqa: E402,F401
 from jabberd.store import offline as _offline  # noqa: E402,F401
 from jabberd.store import userdata as _userdata  # noqa: E402,F401
+from jabberd.store import privacy as _privacy  # noqa: E402,F401
+from jabberd.store import pep as _pep  # noqa: E402,F401
+from jabberd.store import caps as _caps  # noqa: E402,F401
