@@ -27,8 +27,6 @@ answers, and C{disco#info} of C{node#ver} is answered with the same.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import secrets
 from collections import OrderedDict
 from datetime import datetime, timezone
@@ -39,11 +37,12 @@ from twisted.words.xish import domish
 
 from jabberd import bus as B
 from jabberd import jid as J
+from jabberd.capshash import HASHES, IllFormedInfo, verificationString
 from jabberd.module import Module
-from jabberd.modules.disco import HOST, NS_DATA, NS_DISCO_INFO, DiscoRequest, discoInfo
+from jabberd.modules.disco import HOST, NS_DISCO_INFO, DiscoRequest, discoInfo
 from jabberd.modules.roster import parseStanza
 from jabberd.store.caps import get_caps_txn, set_caps_txn
-from jabberd.xmlstream import NS_CLIENT, NS_XML
+from jabberd.xmlstream import NS_CLIENT
 
 if TYPE_CHECKING:
     from jabberd.c2s.session import ClientSession
@@ -52,15 +51,6 @@ NS_CAPS = "http://jabber.org/protocol/caps"
 
 #: The node of the server's own capabilities: the URI of the software (§4).
 CAPS_NODE = "https://pypi.org/project/jabberd/server"
-
-#: IANA hash names (the 'hash' attribute) the server can verify -> hashlib names.
-HASHES = {
-    "sha-1": "sha1",
-    "sha-224": "sha224",
-    "sha-256": "sha256",
-    "sha-384": "sha384",
-    "sha-512": "sha512",
-}
 
 #: Verified verification strings kept in memory (the store keeps them all).
 CACHE_SIZE = 10000
@@ -86,10 +76,6 @@ class CapsKey(NamedTuple):
     node: str
 
 
-class IllFormedInfo(ValueError):
-    """A disco#info result §5.4 says must not be hashed (duplicates, a bad FORM_TYPE)."""
-
-
 def capsOf(stanza: domish.Element) -> CapsKey | None:
     """The C{<c/>} of a presence, or None (none, or the legacy format without 'hash')."""
     for c in stanza.elements(NS_CAPS, "c"):
@@ -98,78 +84,6 @@ def capsOf(stanza: domish.Element) -> CapsKey | None:
             return None
         return CapsKey(algorithm, ver, c.getAttribute("node", ""))
     return None
-
-
-def _octets(s: str) -> bytes:
-    # §5.1: the "i;octet" collation, i.e. compare UTF-8 bytes.
-    return s.encode("utf-8")
-
-
-def _form(x: domish.Element) -> tuple[str | None, list[tuple[str, list[str]]]]:
-    """(its hidden FORM_TYPE or None, [(var, values)] of the other fields) of a data form."""
-    formType: str | None = None
-    fields: list[tuple[str, list[str]]] = []
-    for field in x.elements(NS_DATA, "field"):
-        var = field.getAttribute("var", "")
-        values = [str(v) for v in field.elements(NS_DATA, "value")]
-        if var == "FORM_TYPE":
-            if field.getAttribute("type") != "hidden" or not values:
-                return None, []
-            if len(values) > 1:
-                raise IllFormedInfo("a FORM_TYPE with more than one value")
-            formType = values[0]
-        else:
-            fields.append((var, values))
-    return formType, fields
-
-
-def verificationString(query: domish.Element, algorithm: str) -> str:
-    """
-    The §5.1 verification string of a disco#info C{<query/>} hashed with
-    C{algorithm} (an IANA name in L{HASHES}): identities
-    "category/type/lang/name<" sorted, features "<" sorted, then each
-    extended form with a hidden FORM_TYPE sorted by it (the FORM_TYPE, then
-    each field's var and its sorted values).
-
-    @raise IllFormedInfo: duplicate identities, features or FORM_TYPEs (§5.4 3.3-3.6).
-    """
-    identities: list[str] = []
-    features: list[str] = []
-    forms: dict[str, list[tuple[str, list[str]]]] = {}
-    for child in query.elements():
-        if child.uri == NS_DISCO_INFO and child.name == "identity":
-            identities.append(
-                "/".join(
-                    (
-                        child.getAttribute("category", ""),
-                        child.getAttribute("type", ""),
-                        child.getAttribute((NS_XML, "lang"), ""),
-                        child.getAttribute("name", ""),
-                    )
-                )
-            )
-        elif child.uri == NS_DISCO_INFO and child.name == "feature":
-            features.append(child.getAttribute("var", ""))
-        elif child.uri == NS_DATA and child.name == "x":
-            formType, fields = _form(child)
-            if formType is None:
-                continue
-            if formType in forms:
-                raise IllFormedInfo(f"two forms with FORM_TYPE {formType}")
-            forms[formType] = fields
-    if len(set(identities)) != len(identities):
-        raise IllFormedInfo("a duplicate identity")
-    if len(set(features)) != len(features):
-        raise IllFormedInfo("a duplicate feature")
-    parts = [i + "<" for i in sorted(identities, key=_octets)]
-    parts += [f + "<" for f in sorted(features, key=_octets)]
-    for formType in sorted(forms, key=_octets):
-        parts.append(formType + "<")
-        for var, values in sorted(forms[formType], key=lambda f: _octets(f[0])):
-            parts.append(var + "<")
-            parts += [v + "<" for v in sorted(values, key=_octets)]
-    digest = hashlib.new(HASHES[algorithm], "".join(parts).encode("utf-8")).digest()
-    return base64.b64encode(digest).decode("ascii")
 
 
 def featuresOf(query: domish.Element) -> frozenset[str]:
