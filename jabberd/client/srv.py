@@ -14,15 +14,12 @@ tiny twisted.names server on loopback and pass a resolver that asks it.
 
 from __future__ import annotations
 
-import ipaddress
 import random
-from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import defer
-from twisted.names import dns
-from twisted.names.error import DNSNameError, DNSServerError, DomainError, ResolverError
-from twisted.internet.error import TimeoutError as InternetTimeoutError
+
+from jabberd.srv import Target, isAddress, lookupSRV, order
 
 from jabberd.client.errors import ConnectionFailed
 
@@ -35,80 +32,11 @@ STARTTLS_PORT = 5222
 DIRECT_TLS_PORT = 5223
 
 
-@dataclass(frozen=True)
-class Target:
-    """One place to try: host, port, and whether to start TLS at once."""
-
-    host: str
-    port: int
-    directTLS: bool
-
-
-@dataclass(frozen=True)
-class _Record:
-    priority: int
-    weight: int
-    target: Target
-
-
-def order(records: list[_Record], rng: random.Random | None = None) -> list[Target]:
-    """
-    RFC 2782 order: by priority, then within a priority a weighted random
-    draw (weight 0 records first in the running sum, so they are rarely
-    picked first when others have weight).
-    """
-    rng = rng or random.Random()
-    result: list[Target] = []
-    for priority in sorted({r.priority for r in records}):
-        group = sorted((r for r in records if r.priority == priority), key=lambda r: r.weight != 0)
-        while group:
-            total = sum(r.weight for r in group)
-            pick = rng.randint(0, total)
-            running = 0
-            for index, record in enumerate(group):
-                running += record.weight
-                if running >= pick:
-                    break
-            result.append(group.pop(index).target)
-    return result
-
-
-def _isLiteral(domain: str) -> bool:
-    try:
-        ipaddress.ip_address(domain.strip("[]"))
-        return True
-    except ValueError:
-        return False
-
-
 def defaultResolver() -> Any:
     """The system's resolver (resolv.conf, hosts), made on first use."""
     from twisted.names import client
 
     return client.createResolver()
-
-
-async def _lookup(resolver: Any, name: str, directTLS: bool) -> list[_Record] | None:
-    """
-    The SRV records at C{name}; [] when there are none, None when the
-    domain said "not here" (a single "." target).
-    """
-    try:
-        answers, _authority, _additional = await resolver.lookupService(name, timeout=LOOKUP_TIMEOUT)
-    except (DNSNameError, DomainError, DNSServerError, ResolverError, InternetTimeoutError, defer.TimeoutError):
-        return []
-    records = []
-    for answer in answers:
-        if answer.type != dns.SRV:
-            continue
-        srv = answer.payload
-        target = str(srv.target).rstrip(".")
-        if not target:
-            if len(answers) == 1:
-                return None
-            continue
-        records.append(_Record(srv.priority, srv.weight, Target(target, srv.port, directTLS)))
-    return records
 
 
 async def resolve(
@@ -127,15 +55,15 @@ async def resolve(
     fallbackPort = DIRECT_TLS_PORT if directTLS else STARTTLS_PORT
     fallback = [Target(domain, fallbackPort, bool(directTLS))]
     # RFC 6761 §6.3: "localhost" is loopback without asking DNS; literals have no SRV.
-    if _isLiteral(domain) or domain == "localhost" or domain.endswith(".localhost"):
+    if isAddress(domain) or domain == "localhost" or domain.endswith(".localhost"):
         return fallback
     if resolver is None:
         resolver = defaultResolver()
     lookups = []
     if directTLS is not False:
-        lookups.append(_lookup(resolver, f"_xmpps-client._tcp.{domain}", True))
+        lookups.append(lookupSRV(resolver, f"_xmpps-client._tcp.{domain}", True, LOOKUP_TIMEOUT))
     if directTLS is not True:
-        lookups.append(_lookup(resolver, f"_xmpp-client._tcp.{domain}", False))
+        lookups.append(lookupSRV(resolver, f"_xmpp-client._tcp.{domain}", False, LOOKUP_TIMEOUT))
     results = await defer.gatherResults([defer.ensureDeferred(lookup) for lookup in lookups])
     records = [r for found in results if found for r in found]
     if records:

@@ -13,7 +13,8 @@ from twisted.names import dns
 from twisted.trial import unittest
 
 from jabberd.client import Client, ClientOptions, ConnectionFailed
-from jabberd.client.srv import Target, _Record, order, resolve
+from jabberd.client.srv import resolve
+from jabberd.srv import SRVRecord as _Record, Target, order
 from tests.client.support import freePort, startDNS
 from tests.harness import ServerMixin
 
