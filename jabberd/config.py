@@ -366,6 +366,21 @@ class C2SConfig:
         atLeast(0),
     )
     max_depth: int = option(64, "Deepest XML nesting a client may send.", atLeast(8))
+    max_connections_per_address: int = option(
+        100,
+        "Open client connections (TCP, direct TLS) from one IP address; more get"
+        " policy-violation right after our stream header.  0 = no limit.",
+        atLeast(0),
+    )
+    max_bytes_per_second: int = option(
+        102400,
+        "Average bytes per second one client stream may send; faster senders are not"
+        " cut off, their socket is simply read more slowly.  0 = no limit.",
+        atLeast(0),
+    )
+    burst_bytes: int = option(
+        262144, "Bytes a client stream may send at once above max_bytes_per_second.", atLeast(1)
+    )
     compression: tuple[str, ...] = option(
         (),
         "Endpoints, each one of listen or listen_tls, that offer zlib stream compression"
@@ -418,6 +433,15 @@ class AuthConfig:
     )
     max_attempts: int = option(
         3, "Failed SASL attempts before the stream is closed.", atLeast(1)
+    )
+    throttle_delay: float = option(
+        0.5,
+        "Seconds the second failed SASL attempt from one address or on one account waits"
+        " before its answer; each further one waits twice as long.  0 = no throttle.",
+        atLeast(0),
+    )
+    throttle_max_delay: float = option(
+        30.0, "Longest wait before answering a failed SASL attempt, in seconds.", atLeast(0)
     )
     external: bool = option(
         False, "Offer EXTERNAL (XEP-0178) when the client presents a certificate."

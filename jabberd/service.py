@@ -24,6 +24,7 @@ from jabberd import tls
 from jabberd.bus import EventBus
 from jabberd.c2s.session import C2SContext
 from jabberd.c2s.tcp import ClientStreamFactory
+from jabberd.limits import AddressLimit, AuthThrottle
 from jabberd.components import ComponentListener
 from jabberd.config import Config
 from jabberd.module import ModuleHost
@@ -76,6 +77,8 @@ class XMPPServer(MultiService):
         # Every open client session, bound or still negotiating, over any
         # transport: shared by every C2SContext so shutdown reaches them all.
         self.clientStreams: set = set()
+        #: SASL failures per address and account, shared by every transport
+        self.authThrottle = AuthThrottle(config.auth.throttle_delay, config.auth.throttle_max_delay)
         self._c2sFactories: list[ClientStreamFactory] = []
         self.web: Any = None  # the BOSH/WebSocket site (components/bosh), when [http] listens
         self.startedAt = 0.0
@@ -152,6 +155,7 @@ class XMPPServer(MultiService):
             registrationHosts={h for h in self.hosts if config.forHost(h).registration},
             externalUsernames=self._externalUsernames if config.auth.external else None,
             streams=self.clientStreams,
+            authThrottle=self.authThrottle,
         )
 
     def _externalUsernames(self, cert: Any) -> list[str]:
@@ -168,6 +172,7 @@ class XMPPServer(MultiService):
         ctx = self.c2sContext()
         self._c2sFactories = []
         factories: dict[tuple[bool, bool], Any] = {}
+        perAddress = AddressLimit(c2s.max_connections_per_address)
 
         def factory(directTLS: bool, compression: bool) -> Any:
             # One factory per kind of listener: STARTTLS or direct TLS, with
@@ -175,7 +180,8 @@ class XMPPServer(MultiService):
             key = (directTLS, compression)
             if key not in factories:
                 f = ClientStreamFactory(
-                    ctx, None if directTLS else self.serverTLS, directTLS, c2s.stanza_size_limit, c2s.max_depth, compression, c2s.idle_timeout
+                    ctx, None if directTLS else self.serverTLS, directTLS, c2s.stanza_size_limit, c2s.max_depth, compression, c2s.idle_timeout,
+                    perAddress, c2s.max_bytes_per_second, c2s.burst_bytes,
                 )
                 self._c2sFactories.append(f)
                 factories[key] = TLSMemoryBIOFactory(self.serverTLS.contextFactory(), False, f) if directTLS else f

@@ -112,6 +112,8 @@ class C2SContext:
     #: a stopping server sends <system-shutdown/> to (bound sessions alone
     #: are in the SessionManager)
     streams: set[ClientSession] = field(default_factory=set)
+    #: jabberd.limits.AuthThrottle: delays the answer to repeated SASL failures
+    authThrottle: Any = None
 
 
 class ClientSession:
@@ -142,6 +144,8 @@ class ClientSession:
         "directed",
         "data",
         "_jidString",
+        "_saslAccount",
+        "_throttled",
         "__weakref__",
     )
 
@@ -168,6 +172,10 @@ class ClientSession:
         self.directed: set[str] | None = None
         self.data: dict[str, Any] = {}  # per-session state owned by modules
         self._jidString = ""
+        #: (host, username) the current SASL exchange is for, when known
+        self._saslAccount: tuple[str, str] | None = None
+        #: a SASL failure waiting out the guessing throttle (a DelayedCall)
+        self._throttled: Any = None
         self.timer: IDelayedCall | None = ctx.reactor.callLater(ctx.authTimeout, self._authTimeout)
         ctx.streams.add(self)
 
@@ -242,6 +250,9 @@ class ClientSession:
         self.state = CLOSED
         self.mechanism = None
         self.ctx.streams.discard(self)
+        if self._throttled is not None and self._throttled.active():
+            self._throttled.cancel()
+        self._throttled = None
         if self.timer is not None and self.timer.active():
             self.timer.cancel()
         self.timer = None
@@ -408,6 +419,9 @@ class ClientSession:
     def _sasl(self, element: domish.Element) -> None:
         if self.authenticated:
             raise StreamError("policy-violation", "already authenticated")
+        if self._throttled is not None:
+            # A client waits for the answer to its attempt before the next.
+            raise StreamError("policy-violation", "wait for the answer to the last authentication attempt")
         if self.ctx.requireTLS and not self.link.secure and self.link.canStartTLS():
             self._saslFailure("encryption-required", "STARTTLS first")
             return
@@ -432,6 +446,7 @@ class ClientSession:
                 self._saslFailure(f.condition, f.text)
                 return
             self.mechanism = mechanism
+            self._saslAccount = _accountOf(self.host, mechName, initial)
             d = mechanism.start(initial)
         elif name == "response" and self.mechanism is not None:
             mechanism = self.mechanism
@@ -481,6 +496,8 @@ class ClientSession:
         self.mechanism = None
         self.authenticated = True
         self.username = step.username
+        if self.ctx.authThrottle is not None:
+            self.ctx.authThrottle.succeeded((self.host, step.username))
         success = domish.Element((NS_SASL, "success"))
         if step.data:
             success.addContent(base64.b64encode(step.data).decode())
@@ -498,7 +515,29 @@ class ClientSession:
             self._saslFailure("temporary-auth-failure", "the account store is unavailable")
 
     def _saslFailure(self, condition: str, text: str | None) -> None:
+        account = self._saslAccount
+        if self.mechanism is not None and account is None:
+            # SCRAM learns the username from its first message.
+            name = getattr(self.mechanism, "_username", None)
+            account = (self.host, name) if name else None
         self.mechanism = None
+        self._saslAccount = None
+        throttle = self.ctx.authThrottle
+        if throttle is not None and condition in _GUESSES:
+            # Guessing: answer later, the more so the more failures this
+            # address or account had lately (docs/security.md).  Nothing
+            # waits in the reactor but one DelayedCall.
+            address = getattr(self.link, "peerAddress", None)
+            delay = throttle.failed(address, account, self.ctx.reactor.seconds())
+            if delay > 0:
+                self._throttled = self.ctx.reactor.callLater(delay, self._sendSaslFailure, condition, text)
+                return
+        self._sendSaslFailure(condition, text)
+
+    def _sendSaslFailure(self, condition: str, text: str | None) -> None:
+        self._throttled = None
+        if self.state == CLOSED:
+            return
         failure = domish.Element((NS_SASL, "failure"))
         failure.addElement(condition)
         if text:
@@ -593,3 +632,21 @@ class ClientSession:
     def _authTimeout(self) -> None:
         self.timer = None
         self.terminate("connection-timeout", "authentication took too long")
+
+
+#: SASL failure conditions that may mean a guessed password (RFC 6120 §6.5):
+#: what the throttle slows down.
+_GUESSES = frozenset(("not-authorized", "credentials-expired", "account-disabled", "invalid-authzid"))
+
+
+def _accountOf(host: str, mechanism: str, initial: bytes | None) -> tuple[str, str] | None:
+    """The account a PLAIN initial response names (authcid), for the throttle; None if unreadable."""
+    if mechanism != "PLAIN" or not initial:
+        return None
+    parts = initial.split(b"\0")
+    if len(parts) != 3:
+        return None
+    try:
+        return (host, J.prepNode(parts[1].decode("utf-8")))
+    except (UnicodeDecodeError, J.InvalidJID, ValueError):
+        return None

@@ -4,7 +4,9 @@ Client streams over TCP: port 5222 with STARTTLS and 5223 with direct TLS
 the XMPP logic is L{ClientSession}.
 
 Framing includes zlib stream compression (XEP-0138) where a listener enables
-it, and the idle timeout (C{c2s.idle_timeout}).
+it, the idle timeout (C{c2s.idle_timeout}), the per-address connection limit
+(C{c2s.max_connections_per_address}) and the read rate limit
+(C{c2s.max_bytes_per_second}): see docs/security.md.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from jabberd import tls
+from jabberd.limits import AddressLimit, TokenBucket
 from twisted.words.xish import domish
 
 from jabberd.c2s.session import NS_COMPRESS, C2SContext, ClientSession
@@ -93,12 +96,32 @@ class ClientStream(Protocol):
         self._lastRead = 0.0
         self.session: ClientSession | None = None
         self.factory: ClientStreamFactory | None = None
+        #: the client's IP address (the SASL throttle and the connection limit key)
+        self.peerAddress = ""
+        self._counted = False
+        # Rate limit: bytes read go through the bucket; over it, reading
+        # pauses and whatever still arrives meanwhile (a TLS record already
+        # decrypted) waits in _held, in order, never dropped.
+        self._bucket: TokenBucket | None = None
+        self._held: list[bytes] | None = None
+        self._resumeCall: Any = None
 
     def connectionMade(self) -> None:
-        if self.factory is not None:
-            self.factory.streams.add(self)
+        peer = self.transport.getPeer()
+        self.peerAddress = getattr(peer, "host", "") or ""
         self.session = ClientSession(self.ctx, self)
         self._newParser()
+        factory = self.factory
+        if factory is not None:
+            factory.streams.add(self)
+            if factory.rate > 0:
+                self._bucket = TokenBucket(factory.rate, factory.burst, self.ctx.reactor.seconds())
+            if not factory.perAddress.acquire(self.peerAddress):
+                # Refused after our header (RFC 6120 §4.9.1.2), never read.
+                self.log.info("too many connections from {address}", address=self.peerAddress)
+                self.session.terminate("policy-violation", "too many connections from your address")
+                return
+            self._counted = True
 
     def _newParser(self) -> None:
         s = self.session
@@ -106,6 +129,31 @@ class ClientStream(Protocol):
         self._parser = StreamParser(s.streamStarted, s.elementReceived, s.streamEnded, self._maxStanzaSize, self._maxDepth)
 
     def dataReceived(self, data: bytes) -> None:
+        if self._closing or self._parser is None:
+            return
+        if self._held is not None:
+            self._held.append(data)
+            return
+        if self._bucket is not None:
+            wait = self._bucket.consume(len(data), self.ctx.reactor.seconds())
+            if wait > 0:
+                # Read this, then nothing until the average is back under
+                # the limit: TCP flow control slows the sender down.
+                self._held = []
+                _socketOf(self.transport).pauseProducing()
+                self._resumeCall = self.ctx.reactor.callLater(wait, self._resumeReading)
+        self._process(data)
+
+    def _resumeReading(self) -> None:
+        self._resumeCall = None
+        held, self._held = self._held or [], None
+        if self._closing:
+            return
+        _socketOf(self.transport).resumeProducing()
+        for data in held:
+            self.dataReceived(data)
+
+    def _process(self, data: bytes) -> None:
         if self._closing or self._parser is None:
             return
         if self._idleCall is not None:
@@ -151,6 +199,12 @@ class ClientStream(Protocol):
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self._closing = True
         self._parser = None
+        if self._resumeCall is not None and self._resumeCall.active():
+            self._resumeCall.cancel()
+        self._resumeCall = self._held = None
+        if self._counted and self.factory is not None:
+            self._counted = False
+            self.factory.perAddress.release(self.peerAddress)
         if self._idleCall is not None and self._idleCall.active():
             self._idleCall.cancel()
         self._idleCall = None
@@ -259,6 +313,13 @@ class ClientStream(Protocol):
         return tls.peerCertificate(self.transport)
 
 
+def _socketOf(transport: Any) -> Any:
+    """The transport that can pause reading: under direct TLS, the TCP one below the TLS layer."""
+    while not hasattr(transport, "pauseProducing") and getattr(transport, "transport", None) is not None:
+        transport = transport.transport
+    return transport
+
+
 def _escapeAttr(value: str) -> str:
     return value.replace("&", "&amp;").replace("<", "&lt;").replace("'", "&apos;").replace('"', "&quot;")
 
@@ -281,10 +342,18 @@ class ClientStreamFactory(Factory):
         maxDepth: int = 64,
         compression: bool = False,
         idleTimeout: float = 0.0,
+        perAddress: AddressLimit | None = None,
+        rate: float = 0.0,
+        burst: float = 262144,
     ) -> None:
         self.ctx = ctx
         self.serverTLS = serverTLS
         self.directTLS = directTLS
+        #: open connections per address, shared by every c2s listener
+        self.perAddress = perAddress if perAddress is not None else AddressLimit(0)
+        #: bytes per second and burst each stream may send (0: unlimited)
+        self.rate = rate
+        self.burst = burst
         self.maxStanzaSize = maxStanzaSize
         self.maxDepth = maxDepth
         self.compression = compression
