@@ -34,21 +34,17 @@ disco#info (XEP-0191 §3.1).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from twisted.internet import defer
 from twisted.python.failure import Failure
 from twisted.words.xish import domish
 
 from jabberd import bus as B
 from jabberd import jid as J
-from jabberd.module import Module
-from jabberd.modules.privacyrules import BLOCKLIST_CHANGED, PrivacyAccount, PrivacyError, PrivacyRules
+from jabberd.modules.privacyrules import BLOCKLIST_CHANGED, PrivacyAccount, PrivacyError, PrivacyProtocolModule
 from jabberd.privacy import withBlocked, withoutBlocked
 from jabberd.xmlstream import NS_CLIENT, errorReply, iqResult
 
-if TYPE_CHECKING:
-    from jabberd.c2s.session import ClientSession
 
 NS_BLOCKING = "urn:xmpp:blocking"
 
@@ -56,16 +52,15 @@ NS_BLOCKING = "urn:xmpp:blocking"
 BLOCKLIST_NAME = "blocklist"
 
 
-class BlockingModule(Module):
+class BlockingModule(PrivacyProtocolModule):
     """XEP-0191 blocking command; see the module docstring."""
 
     name = "blocking"
+    subject = "blocklist"
     features = (NS_BLOCKING,)
 
     def __init__(self, server) -> None:
         super().__init__(server)
-        self.rules: PrivacyRules | None = None
-        self._pushId = 0
         # The account whose blocklist a command of ours is changing: its
         # pushes are the command's items, not the difference.
         self._commanding: str | None = None
@@ -81,36 +76,6 @@ class BlockingModule(Module):
             (BLOCKLIST_CHANGED, self.changed, B.PRIORITY_NORMAL),
         ]
 
-    def start(self) -> defer.Deferred:
-        self.rules = PrivacyRules.acquire(self.server)
-        return self.rules.whenStarted()
-
-    def stop(self) -> defer.Deferred | None:
-        rules, self.rules = self.rules, None
-        return rules.release() if rules is not None else None
-
-    # -- helpers -------------------------------------------------------------------------
-
-    def _session(self, fromJID: J.JID) -> ClientSession | None:
-        if fromJID.resource is None:
-            return None
-        return self.server.sessions.get(fromJID.userhost(), fromJID.resource)
-
-    def _serve(self, iq: domish.Element, fromJID: J.JID, work) -> bool:
-        """Run C{work(acct)} in the account's order; errors become error replies."""
-        assert self.rules is not None
-        route = self.server.router.route
-
-        def failed(failure: Failure) -> None:
-            if failure.check(PrivacyError):
-                route(errorReply(iq, failure.value.condition, failure.value.text))
-            else:
-                self.log.failure("blocking request failed", failure)
-                route(errorReply(iq, "internal-server-error", "the blocklist store is unavailable", errorType="wait"))
-
-        self.rules.serially(fromJID.userhost(), work).addErrback(failed)
-        return True
-
     @staticmethod
     def _jids(payload: domish.Element) -> list[str]:
         """The prepared JIDs of a command's items, each once, in order; L{PrivacyError} for a bad one."""
@@ -124,11 +89,6 @@ class BlockingModule(Module):
             except J.InvalidJID as e:
                 raise PrivacyError("jid-malformed", str(e)) from None
         return list(found)
-
-    def forbidden(self, iq: domish.Element, fromJID: J.JID, toJID: J.JID) -> bool:
-        """A blocking request to another account."""
-        self.server.router.bounce(iq, "forbidden", "you can only read and change your own blocklist")
-        return True
 
     # -- requests (§3) -------------------------------------------------------------------
 

@@ -37,17 +37,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet import defer
-from twisted.python.failure import Failure
 from twisted.words.xish import domish
 
 from jabberd import bus as B
 from jabberd import jid as J
-from jabberd.module import Module
-from jabberd.modules.privacyrules import LIST_CHANGED, PrivacyAccount, PrivacyError, PrivacyRules, activeName
+from jabberd.modules.privacyrules import LIST_CHANGED, PrivacyAccount, PrivacyError, PrivacyProtocolModule, activeName
 from jabberd.privacy import ALL, ITEM_TYPES, KIND_ELEMENTS, MAX_ORDER, SUBSCRIPTIONS, PrivacyItem
 from jabberd.store.privacy import NAME_LENGTH
-from jabberd.xmlstream import NS_CLIENT, errorReply, iqResult
+from jabberd.xmlstream import NS_CLIENT, iqResult
 
 if TYPE_CHECKING:
     from jabberd.c2s.session import ClientSession
@@ -103,16 +100,12 @@ def parseItem(e: domish.Element) -> PrivacyItem:
     return PrivacyItem(int(order), action == "allow", type_, value, kinds)
 
 
-class PrivacyModule(Module):
+class PrivacyModule(PrivacyProtocolModule):
     """XEP-0016 privacy lists; see the module docstring."""
 
     name = "privacy"
+    subject = "privacy lists"
     features = (NS_PRIVACY,)
-
-    def __init__(self, server) -> None:
-        super().__init__(server)
-        self.rules: PrivacyRules | None = None
-        self._pushId = 0
 
     def hooks(self):
         return [
@@ -122,42 +115,6 @@ class PrivacyModule(Module):
             (B.iq("set", B.BARE, NS_PRIVACY, "query"), self.forbidden, B.PRIORITY_NORMAL),
             (LIST_CHANGED, self.push, B.PRIORITY_NORMAL),
         ]
-
-    def start(self) -> defer.Deferred:
-        self.rules = PrivacyRules.acquire(self.server)
-        return self.rules.whenStarted()
-
-    def stop(self) -> defer.Deferred | None:
-        rules, self.rules = self.rules, None
-        return rules.release() if rules is not None else None
-
-    # -- helpers ------------------------------------------------------------------------
-
-    def _session(self, fromJID: J.JID) -> ClientSession | None:
-        if fromJID.resource is None:
-            return None
-        return self.server.sessions.get(fromJID.userhost(), fromJID.resource)
-
-    def _reply(self, iq: domish.Element, work) -> bool:
-        """Run C{work(acct)} in the account's order; PrivacyError and failures become error replies."""
-        assert self.rules is not None
-        route = self.server.router.route
-
-        def failed(failure: Failure) -> None:
-            if failure.check(PrivacyError):
-                route(errorReply(iq, failure.value.condition, failure.value.text))
-            else:
-                self.log.failure("privacy request failed", failure)
-                route(errorReply(iq, "internal-server-error", "the privacy store is unavailable", errorType="wait"))
-
-        fromJID = J.parse(iq["from"])
-        self.rules.serially(fromJID.userhost(), work).addErrback(failed)
-        return True
-
-    def forbidden(self, iq: domish.Element, fromJID: J.JID, toJID: J.JID) -> bool:
-        """A privacy request to another account."""
-        self.server.router.bounce(iq, "forbidden", "you can only read and change your own privacy lists")
-        return True
 
     # -- get (§2.3) --------------------------------------------------------------------------
 
@@ -192,7 +149,7 @@ class PrivacyModule(Module):
                     lst.addChild(itemElement(item))
             self.server.router.route(reply)
 
-        return self._reply(iq, work)
+        return self._serve(iq, fromJID, work)
 
     # -- set (§2.4 - §2.8) -------------------------------------------------------------------
 
@@ -213,7 +170,7 @@ class PrivacyModule(Module):
                 return self._setList(acct, iq, session, child)
             raise PrivacyError("bad-request", f"unknown element <{child.name}/>")
 
-        return self._reply(iq, work)
+        return self._serve(iq, fromJID, work)
 
     def _done(self, iq: domish.Element) -> None:
         self.server.router.route(iqResult(iq))

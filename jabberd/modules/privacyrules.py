@@ -101,6 +101,7 @@ from twisted.words.xish import domish
 from jabberd import bus as B
 from jabberd import jid as J
 from jabberd import router as R
+from jabberd.module import Module
 from jabberd.modules.messages import messageType, stripForgedDelay
 from jabberd.modules.roster import SUBSCRIPTION_TYPES, copyStanza, presenceElement
 from jabberd.privacy import (
@@ -970,3 +971,53 @@ class PrivacyRules:
                 session.deliver(presenceElement("unavailable", other.jid.full(), to))
         else:
             session.deliver(presenceElement("unavailable", bare, to))
+
+
+class PrivacyProtocolModule(Module):
+    """
+    What the XEP-0016 and XEP-0191 modules share: a hold on the one
+    L{PrivacyRules} runtime while loaded, per-account serialised requests
+    whose failures become error replies, and C{forbidden} for requests to
+    another account.  Unnamed, so it is never offered as a module itself.
+    """
+
+    #: What the protocol manages, for error texts ("privacy lists", "blocklist").
+    subject = ""
+
+    def __init__(self, server: Any) -> None:
+        super().__init__(server)
+        self.rules: PrivacyRules | None = None
+        self._pushId = 0
+
+    def start(self) -> defer.Deferred:
+        self.rules = PrivacyRules.acquire(self.server)
+        return self.rules.whenStarted()
+
+    def stop(self) -> defer.Deferred | None:
+        rules, self.rules = self.rules, None
+        return rules.release() if rules is not None else None
+
+    def _session(self, fromJID: J.JID) -> ClientSession | None:
+        if fromJID.resource is None:
+            return None
+        return self.server.sessions.get(fromJID.userhost(), fromJID.resource)
+
+    def _serve(self, iq: domish.Element, fromJID: J.JID, work: Callable[[PrivacyAccount], Any]) -> bool:
+        """Run C{work(acct)} in the account's order; PrivacyError and failures become error replies."""
+        assert self.rules is not None
+        route = self.server.router.route
+
+        def failed(failure: Failure) -> None:
+            if failure.check(PrivacyError):
+                route(errorReply(iq, failure.value.condition, failure.value.text))
+            else:
+                self.log.failure("{name} request failed", failure, name=self.name)
+                route(errorReply(iq, "internal-server-error", f"the {self.subject} store is unavailable", errorType="wait"))
+
+        self.rules.serially(fromJID.userhost(), work).addErrback(failed)
+        return True
+
+    def forbidden(self, iq: domish.Element, fromJID: J.JID, toJID: J.JID) -> bool:
+        """A request about another account's data."""
+        self.server.router.bounce(iq, "forbidden", f"you can only read and change your own {self.subject}")
+        return True
