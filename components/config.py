@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from jabberd.config import (
-    ConfigError,
+    commandLine,
     MucServiceConfig,
     Problems,
     atLeast,
@@ -104,24 +104,8 @@ def markdown() -> str:
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
-    import argparse
-
-    out = sys.stdout if out is None else out
-    parser = argparse.ArgumentParser(prog="python -m components.config")
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--markdown", action="store_true", help="print the reference tables of docs/muc.md")
-    group.add_argument("--check", metavar="PATH", help="validate a component TOML file")
-    args = parser.parse_args(argv)
-    if args.markdown:
-        out.write(markdown())
-        return 0
-    try:
-        loadMuc(args.check)
-    except ConfigError as e:
-        out.write(f"{e}\n")
-        return 1
-    out.write("ok\n")
-    return 0
+    """C{python -m components.config}: print the tables of docs/muc.md, or check a file."""
+    return commandLine(argv, out, "python -m components.config", "MUC component", markdown, loadMuc)
 
 
 if __name__ == "__main__":

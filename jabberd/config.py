@@ -1312,27 +1312,40 @@ def sectionTables(cls: type, heading: str = "##") -> list[str]:
 # -- command line -------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
-    """C{python -m jabberd.config}: print the docs, or check a file; returns the exit status."""
+def commandLine(
+    argv: list[str] | None,
+    out: TextIO | None,
+    prog: str,
+    what: str,
+    markdownFn: Callable[[], str],
+    loadFn: Callable[[str], Any],
+) -> int:
+    """
+    The C{--markdown}/C{--check PATH} command line of a configuration
+    module (the server's here, a component's in components/config.py);
+    returns the exit status.
+    """
     out = sys.stdout if out is None else out
-    parser = argparse.ArgumentParser(
-        prog="python -m jabberd.config",
-        description="Check a jabberd configuration file or print its docs.",
-    )
+    parser = argparse.ArgumentParser(prog=prog, description=f"Check a {what} configuration file or print its docs.")
     group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--markdown", action="store_true", help="print docs/configuration.md")
+    group.add_argument("--markdown", action="store_true", help="print the generated reference (Markdown)")
     group.add_argument("--check", metavar="PATH", help="validate a TOML file")
     args = parser.parse_args(argv)
     if args.markdown:
-        out.write(markdown())
+        out.write(markdownFn())
         return 0
     try:
-        load(args.check)
+        loadFn(args.check)
     except ConfigError as e:
         out.write(f"{e}\n")
         return 1
     out.write("ok\n")
     return 0
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
+    """C{python -m jabberd.config}: print docs/configuration.md, or check a file."""
+    return commandLine(argv, out, "python -m jabberd.config", "jabberd", markdown, load)
 
 
 if __name__ == "__main__":
