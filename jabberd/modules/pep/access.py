@@ -18,7 +18,11 @@ gets none even from an open node.
 
 from __future__ import annotations
 
-from jabberd.modules.pep.errors import PubsubError
+from typing import Any
+
+from twisted.internet import defer
+
+from jabberd.modules.pep.errors import PubsubError, noSuchNode
 from jabberd.modules.pep.nodes import Node
 from jabberd.store.roster import RosterItem
 
@@ -60,3 +64,31 @@ def mayReceive(node: Node, owner: str, contact: str, item: RosterItem | None) ->
     if item is None or not item.hasFrom:
         return False
     return accessError(node, owner, contact, item) is None
+
+
+@defer.inlineCallbacks
+def visibleNode(pep: Any, owner: str, requester: str, name: str):
+    """
+    C{(service, node)}: C{owner}'s service and its node C{name}, if
+    C{requester} may see it, for the requests that read a node (items,
+    subscribe).
+
+    @raise PubsubError: no such service or node, or the access model
+        refuses the requester (checked against its roster item, which may
+        need the store: the node is looked up again afterwards in case it
+        was deleted meanwhile).
+    """
+    service = yield pep.services.get(owner)
+    if not service.exists:
+        raise PubsubError("service-unavailable")
+    node = service.nodes.get(name)
+    if node is None:
+        raise noSuchNode()
+    if requester != owner:
+        contact = yield pep.rosterItem(owner, requester)
+        error = accessError(node, owner, requester, contact)
+        if error is not None:
+            raise error
+        if service.nodes.get(name) is not node:
+            raise noSuchNode()
+    return service, node

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet import defer
 from twisted.words.xish import domish
 
-from jabberd.modules.pep.access import accessError
-from jabberd.modules.pep.errors import PubsubError, noSuchNode
+from jabberd.modules.pep.access import visibleNode
+from jabberd.modules.pep.errors import PubsubError
 from jabberd.modules.pep.nodes import UNKNOWN
 from jabberd.modules.pep.notify import itemElement
 from jabberd.modules.pep.ns import NS_PUBSUB
@@ -51,19 +51,7 @@ class RetrieveMixin:
             raise PubsubError("forbidden")
 
         owner, requester = toJID.userhost(), fromJID.userhost()
-        service = yield self.services.get(owner)
-        if not service.exists:
-            raise PubsubError("service-unavailable")
-        node = service.nodes.get(name)
-        if node is None:
-            raise noSuchNode()
-        if requester != owner:
-            contact = yield self.rosterItem(owner, requester)
-            error = accessError(node, owner, requester, contact)
-            if error is not None:
-                raise error
-            if service.nodes.get(name) is not node:
-                raise noSuchNode()
+        service, node = yield visibleNode(self, owner, requester, name)
 
         onlyNewest = not ids and (newest == 1 or node.config.keep(self.maxItems) == 1)
         if not node.config.persist_items or (onlyNewest and node.last is not UNKNOWN):

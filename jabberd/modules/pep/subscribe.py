@@ -26,7 +26,7 @@ from twisted.internet import defer
 from twisted.words.xish import domish
 
 from jabberd import jid as J
-from jabberd.modules.pep.access import accessError
+from jabberd.modules.pep.access import visibleNode
 from jabberd.modules.pep.errors import PubsubError, noSuchNode
 from jabberd.modules.pep.ns import NS_PUBSUB
 from jabberd.modules.pep.publish import checkName
@@ -65,19 +65,7 @@ class SubscribeMixin:
         name = checkName(action.getAttribute("node"))
         jid = self._subscriber(action, fromJID)
         owner, requester = toJID.userhost(), fromJID.userhost()
-        service = yield self.services.get(owner)
-        if not service.exists:
-            raise PubsubError("service-unavailable")
-        node = service.nodes.get(name)
-        if node is None:
-            raise noSuchNode()
-        if requester != owner:
-            contact = yield self.rosterItem(owner, requester)
-            error = accessError(node, owner, requester, contact)
-            if error is not None:
-                raise error
-            if service.nodes.get(name) is not node:
-                raise noSuchNode()
+        service, node = yield visibleNode(self, owner, requester, name)
         if jid not in node.subscriptions:
             limit = self.server.config.limits.max_roster_size
             if len(node.subscriptions) >= limit:
