@@ -168,23 +168,31 @@ async def bench_all(servers: list[Server], names: list[str], settings: Settings,
         # warm-up login: caches, code paths, and a check that the accounts exist
         conn = await X.connect("127.0.0.1", server.c2s_port, "localhost", "u0", "bench-password")
         await X.close(conn)
+    ours = {os.getpid()}
+    for server in servers:
+        ours.add(server.pid)
+        if server.proc is not None:
+            ours.add(server.proc.pid)
     for name in names:
         for server in servers:
             settled = await quiesce(server)
             if settled > 1.0:
                 print(f"  ({server.name} was busy for {settled:.0f}s after the previous scenario)", flush=True)
+            neighbours = await busy_neighbours(ours)
+            if neighbours:
+                print(f"  (busy on this machine before {name} on {server.name}: {neighbours})", flush=True)
             t = time.monotonic()
             prof = None
-            if profile is not None and name == "chat" and server.name == "jabberd":
-                prof = Profiler(server.pid, profile / "jabberd-chat.txt")
+            if profile is not None and server.name == "jabberd":
+                prof = Profiler(server.pid, profile / f"jabberd-{name}.txt")
             try:
                 got = await run_scenario(name, server, settings)
             except Exception as e:  # a scenario must never end the run
                 got = {SCENARIOS[name]: Figure(None, "", f"n/a: {type(e).__name__}: {str(e)[:150]}")}
             if prof is not None:
                 top = prof.stop()
-                (profile / "jabberd-chat-top.txt").write_text(top + "\n")
-                print(f"  py-spy top of jabberd during chat:\n{top}", flush=True)
+                (profile / f"jabberd-{name}-top.txt").write_text(top + "\n")
+                print(f"  py-spy top of jabberd during {name}:\n{top}", flush=True)
             results[server.name].update(got)
             for row, f in got.items():
                 busy = f.detail.get("server_busy")
@@ -194,6 +202,42 @@ async def bench_all(servers: list[Server], names: list[str], settings: Settings,
                     print(f"      step {step}", flush=True)
             print(f"  ({name} on {server.name} took {time.monotonic() - t:.0f}s)", flush=True)
     return results
+
+
+def _cpu_ticks() -> dict[int, tuple[str, int]]:
+    """(command name, user+system clock ticks) of every process."""
+    out: dict[int, tuple[str, int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[int(entry.name)] = (comm, int(fields[11]) + int(fields[12]))
+    return out
+
+
+async def busy_neighbours(ours: set[int], seconds: float = 1.0, threshold: float = 0.2) -> str:
+    """
+    Other processes that used more than C{threshold} of a core over
+    C{seconds} (another engineer's tests, a soak run): they compete with the
+    server for its core, so a figure measured next to them is suspect.
+    """
+    before = _cpu_ticks()
+    await asyncio.sleep(seconds)
+    after = _cpu_ticks()
+    hz = os.sysconf("SC_CLK_TCK")
+    busy = []
+    for pid, (comm, ticks) in after.items():
+        if pid in ours or pid not in before:
+            continue
+        share = (ticks - before[pid][1]) / hz / seconds
+        if share > threshold:
+            busy.append(f"{comm}[{pid}] {share * 100:.0f}%")
+    return ", ".join(busy)
 
 
 def machine() -> str:
@@ -206,13 +250,34 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, {platform.platform()}, Python {platform.python_version()}"
 
 
+def setup_harness(nice: int) -> str:
+    """
+    Pin the harness to its core, give it and the servers it starts priority
+    C{nice} (root only), lift the open-file limit, install the event loop;
+    the loop's name.  Shared by run.py and soak.py so both measure alike.
+    """
+    os.sched_setaffinity(0, {HARNESS_CORE})
+    if os.geteuid() == 0:
+        try:
+            os.setsid()  # our own autogroup, rather than the caller's session's
+        except OSError:
+            pass
+        set_priority(nice)
+        servers_module.NICE = nice
+    else:
+        print(f"(not root: cannot set priority {nice}; measuring at the default priority)")
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return X.install_loop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenarios", nargs="*", metavar="scenario", help=f"any of: {', '.join(SCENARIOS)} (default: all)")
     parser.add_argument("--quick", action="store_true", help="small numbers: the whole run in about three minutes")
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated (default: %(default)s)")
     parser.add_argument("--json", type=Path, help="also write every figure (with step details) here")
-    parser.add_argument("--profile", type=Path, help="py-spy jabberd during chat; write stacks into this folder")
+    parser.add_argument("--profile", type=Path, help="py-spy jabberd during each scenario; write stacks into this folder")
     parser.add_argument("--nice", type=int, default=-10,
                         help="scheduling priority for the harness and the servers (inherited); default %(default)s "
                              "so that other jobs on a shared machine disturb the measurement less (root only)")
@@ -224,19 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown scenario {', '.join(unknown)} (choose from {', '.join(SCENARIOS)})")
     settings = Settings(args.quick)
 
-    os.sched_setaffinity(0, {HARNESS_CORE})
-    if os.geteuid() == 0:
-        try:
-            os.setsid()  # our own autogroup, rather than the caller's session's
-        except OSError:
-            pass
-        set_priority(args.nice)
-        servers_module.NICE = args.nice
-    else:
-        print(f"(not root: cannot set priority {args.nice}; measuring at the default priority)")
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    loop_name = X.install_loop()
+    loop_name = setup_harness(args.nice)
 
     wanted = [s.strip() for s in args.servers.split(",") if s.strip()]
     classes, skipped = available(wanted)

@@ -163,8 +163,12 @@ class Latencies:
         self.values: list[int] = []
         self.errors = 0
 
+    def record(self, body: bytes, now: int) -> None:
+        """One delivered <body> (its send time, ns) received at C{now}; bench/soak.py adds checks."""
+        self.values.append(now - int(body))
+
     def sink(self) -> Callable[[bytes], None]:
-        values, clock = self.values, time.perf_counter_ns
+        record, clock = self.record, time.perf_counter_ns
         tail = b""
 
         def sink(data: bytes) -> None:
@@ -183,7 +187,7 @@ class Latencies:
                 if j < 0:
                     tail = data[i:]
                     return
-                values.append(now - int(data[i + 6 : j]))
+                record(data[i + 6 : j], now)
                 pos = j + 7
 
         return sink
@@ -284,27 +288,41 @@ async def chat(server: Server, s: Settings, users: int = 200) -> tuple[Figure, F
 # -- (3) idle sessions -----------------------------------------------------------------
 
 
-async def idle(server: Server, s: Settings, sessions: int) -> Figure:
-    """RSS growth per authenticated, available session."""
-    if sessions > server.population.accounts:
-        return Figure(None, "KiB/session", f"n/a: only {server.population.accounts} accounts")
+async def idle(server: Server, s: Settings, sizes: list[int]) -> dict[int, Figure]:
+    """
+    RSS growth per authenticated, available session, at each size in turn:
+    sessions accumulate (the first 2,000 stay while 8,000 more log in), and
+    every figure is measured from the same RSS taken before the first login,
+    so a larger figure never reuses memory a smaller one's sessions freed.
+    """
+    figures: dict[int, Figure] = {}
+    sizes = sorted(sizes)
     await asyncio.sleep(1.0)
     before = rss_bytes(server.pid)
-    meter = Meter(server)
-    conns = await login_many(server, [user(i) for i in range(sessions)], 64, tolerate=True, sink=lambda data: None, timeout=60)
+    conns: list[X.XMPPConn] = []
+    tried = 0
     try:
-        wall, client, _ = meter.read()
-        if not conns:
-            return Figure(None, "KiB/session", "n/a: every login failed")
-        await asyncio.sleep(3.0)
-        after = rss_bytes(server.pid)
+        for sessions in sizes:
+            if sessions > server.population.accounts:
+                figures[sessions] = Figure(None, "KiB/session", f"n/a: only {server.population.accounts} accounts")
+                continue
+            meter = Meter(server)
+            conns += await login_many(server, [user(i) for i in range(tried, sessions)], 64, tolerate=True, sink=lambda data: None, timeout=60)
+            tried = sessions
+            wall, client, _ = meter.read()
+            if not conns:
+                figures[sessions] = Figure(None, "KiB/session", "n/a: every login failed")
+                continue
+            await asyncio.sleep(3.0)
+            after = rss_bytes(server.pid)
+            note = f"({sessions - len(conns)} of {sessions} logins failed)" if len(conns) < sessions else ""
+            figures[sessions] = Figure((after - before) / len(conns) / 1024, "KiB/session", note, client,
+                                       {"rss_before_mib": before / 2**20, "rss_after_mib": after / 2**20, "login_s": wall,
+                                        "sessions": len(conns)})
     finally:
         await hang_up(conns)
         await asyncio.sleep(2.0)
-    note = f"({sessions - len(conns)} of {sessions} logins failed)" if len(conns) < sessions else ""
-    return Figure((after - before) / len(conns) / 1024, "KiB/session", note, client,
-                  {"rss_before_mib": before / 2**20, "rss_after_mib": after / 2**20, "login_s": wall,
-                   "sessions": len(conns)})
+    return figures
 
 
 # -- (4) MUC fan-out -------------------------------------------------------------------
@@ -447,7 +465,7 @@ async def run_scenario(name: str, server: Server, s: Settings) -> dict[str, Figu
         rate, cpu = await chat(server, s)
         return {"chat msgs/s (p99 <= 100 ms)": rate, "chat server CPU-s per 10k msgs": cpu}
     if name == "idle":
-        return {f"idle RSS KiB/session @ {n:,}": await idle(server, s, n) for n in s.idle_sizes}
+        return {f"idle RSS KiB/session @ {n:,}": f for n, f in (await idle(server, s, s.idle_sizes)).items()}
     if name == "muc":
         return {"MUC fan-out stanzas/s (50 occupants)": await muc(server, s)}
     if name == "presence":

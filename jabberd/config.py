@@ -372,6 +372,13 @@ class C2SConfig:
         " policy-violation right after our stream header.  0 = no limit.",
         atLeast(0),
     )
+    max_connections: int = option(
+        0,
+        "Open client connections (TCP, direct TLS) in all; more get resource-constraint"
+        " right after our stream header.  Keep it below the process's open-file limit."
+        "  0 = no limit.",
+        atLeast(0),
+    )
     max_bytes_per_second: int = option(
         102400,
         "Average bytes per second one client stream may send; faster senders are not"
@@ -589,8 +596,24 @@ class HTTPConfig:
     )
     trusted_proxies: tuple[str, ...] = option(
         (),
-        "Reverse proxies whose X-Forwarded-Proto: https marks a request as secure.",
+        "Reverse proxies whose X-Forwarded-Proto: https marks a request as secure and"
+        " whose X-Forwarded-For names the client's address (per-address limits, SASL throttle).",
         each=ipAddress,
+    )
+    max_sessions_per_address: int = option(
+        100,
+        "BOSH sessions and WebSocket connections one client address may hold at once;"
+        " more get policy-violation (BOSH) or HTTP 429 (WebSocket).  0 = no limit.",
+        atLeast(0),
+    )
+    max_bytes_per_second: int = option(
+        102400,
+        "Average bytes per second one BOSH session or WebSocket may send; faster senders"
+        " are not cut off, their requests or frames are simply processed later.  0 = no limit.",
+        atLeast(0),
+    )
+    burst_bytes: int = option(
+        262144, "Bytes a web session may send at once above max_bytes_per_second.", atLeast(1)
     )
     max_body_size: int = option(
         524288, "Largest HTTP request body, in bytes; more gets 413 and a closed connection.", atLeast(10000)
@@ -718,6 +741,31 @@ class S2SConfig:
     )
     stanza_size_limit: int = option(
         524288, "Largest stanza a peer server may send, in bytes.", atLeast(10000)
+    )
+    send_timeout: float = option(
+        30.0,
+        "Seconds a peer may leave our output unread (the connection's write buffer full) before"
+        " the link is closed and the stanzas waiting for it bounce with remote-server-timeout.",
+        greaterThan(0),
+    )
+    negative_cache_time: float = option(
+        60.0,
+        "Seconds after a domain could not be reached during which stanzas for it bounce at once"
+        " (same error) instead of starting a new connection attempt; 0 = off.",
+        atLeast(0),
+    )
+    max_connections_per_address: int = option(
+        100,
+        "Open incoming server connections (STARTTLS and direct TLS) from one IP address; more"
+        " get policy-violation right after our stream header.  0 = no limit.",
+        atLeast(0),
+    )
+    multiplex_targets: bool = option(
+        True,
+        "Carry stanzas to another domain of the same peer server (same address and port) on the"
+        " stream already open to it, added with its own dialback request (XEP-0220 target"
+        " multiplexing), when the peer announces dialback errors; false = one connection per"
+        " remote domain.",
     )
 
 

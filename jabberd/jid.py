@@ -50,7 +50,9 @@ def prepNode(node: str) -> str:
 
 def prepDomain(domain: str) -> str:
     """Apply nameprep and the length rule to a domainpart."""
-    if domain.endswith("."):
+    # RFC 7622 §3.2: a final dot is stripped (once: "a.." has an empty label).
+    stripped = domain.endswith(".")
+    if stripped:
         domain = domain[:-1]
     if not domain:
         raise InvalidJID("empty domainpart")
@@ -65,6 +67,12 @@ def prepDomain(domain: str) -> str:
         prepped = nameprep.prepare(domain)
     except (UnicodeError, IndexError, ValueError) as e:
         raise InvalidJID(f"invalid domainpart: {e}") from None
+    if prepped.endswith("."):
+        # nameprep turned a final U+3002, U+FF0E or U+FF61 into a dot, which
+        # is stripped like an ASCII one, but only one (found by bench/fuzz_atheris.py).
+        if stripped:
+            raise InvalidJID("empty label in domainpart")
+        prepped = prepped[:-1]
     if not prepped:
         raise InvalidJID("empty domainpart")
     _checkLength(prepped, "domainpart")

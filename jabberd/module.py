@@ -15,7 +15,11 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Hashable, Iterable
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.plugin import IPlugin, getPlugins
+from twisted.python.failure import Failure
+from twisted.words.xish import domish
 from zope.interface import Attribute, directlyProvides
+
+from jabberd.store.database import StoreUnavailable, logFailure
 
 if TYPE_CHECKING:
     from jabberd.service import XMPPServer
@@ -67,6 +71,20 @@ class Module:
     def stop(self) -> defer.Deferred | None:
         """Release state (called before hooks are removed)."""
         return None
+
+    def storeFailed(self, failure: Failure, stanza: domish.Element | None, what: str) -> None:
+        """
+        A store interaction for C{what} failed: answer C{stanza} (when there
+        is one to answer) and log.  The database being down is no bug: the
+        store logs each outage once, so that is answered internal-server-error
+        of type "wait" (try later) and not logged again; anything else is
+        logged with its traceback (docs/operations.md).
+        """
+        if logFailure(self.log, failure, "{module}: {what} failed", module=self.name, what=what):
+            if stanza is not None:
+                self.server.router.bounce(stanza, "internal-server-error", StoreUnavailable.clientText, errorType="wait")
+        elif stanza is not None:
+            self.server.router.bounce(stanza, "internal-server-error")
 
 
 def availableModules() -> dict[str, IModuleFactory]:

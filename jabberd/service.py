@@ -14,13 +14,13 @@ import os
 from typing import Any
 
 from twisted.application.service import MultiService
-from twisted.internet import defer, endpoints, threads
+from twisted.internet import defer, threads
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from jabberd import bus as B
-from jabberd import tls
+from jabberd import proxyprotocol, tls
 from jabberd.bus import EventBus
 from jabberd.c2s.session import C2SContext
 from jabberd.c2s.tcp import ClientStreamFactory
@@ -31,7 +31,7 @@ from jabberd.module import ModuleHost
 from jabberd.router import Router
 from jabberd.s2s.federation import Federation
 from jabberd.sessions import SessionManager
-from jabberd.store import Store
+from jabberd.store import Store, StoreUnavailable
 from jabberd.store.accounts import Accounts
 
 
@@ -94,7 +94,8 @@ class XMPPServer(MultiService):
         d.chainDeferred(self.ready)
 
     def _startFailed(self, failure):
-        self.log.failure("jabberd failed to start", failure)
+        if not failure.check(StoreUnavailable):  # an operator's fault, not a bug: its one line is enough
+            self.log.failure("jabberd failed to start", failure)
         return failure
 
     async def _start(self) -> "XMPPServer":
@@ -173,6 +174,7 @@ class XMPPServer(MultiService):
         self._c2sFactories = []
         factories: dict[tuple[bool, bool], Any] = {}
         perAddress = AddressLimit(c2s.max_connections_per_address)
+        total = AddressLimit(c2s.max_connections)
 
         def factory(directTLS: bool, compression: bool) -> Any:
             # One factory per kind of listener: STARTTLS or direct TLS, with
@@ -181,7 +183,7 @@ class XMPPServer(MultiService):
             if key not in factories:
                 f = ClientStreamFactory(
                     ctx, None if directTLS else self.serverTLS, directTLS, c2s.stanza_size_limit, c2s.max_depth, compression, c2s.idle_timeout,
-                    perAddress, c2s.max_bytes_per_second, c2s.burst_bytes,
+                    perAddress, c2s.max_bytes_per_second, c2s.burst_bytes, total,
                 )
                 self._c2sFactories.append(f)
                 factories[key] = TLSMemoryBIOFactory(self.serverTLS.contextFactory(), False, f) if directTLS else f
@@ -214,7 +216,8 @@ class XMPPServer(MultiService):
                 await self._listenOne("s2s_tls", description, self.s2s.directTLSFactory())
 
     async def _listenOne(self, kind: str, description: str, factory: Any) -> None:
-        endpoint = endpoints.serverFromString(self.reactor, description)
+        # "haproxy:..." listeners read a PROXY header first (jabberd/proxyprotocol.py).
+        endpoint = proxyprotocol.serverFromString(self.reactor, description)
         port = await endpoint.listen(factory)
         self.ports.setdefault(kind, []).append(port)
         self.log.info("listening for {kind} on {addr}", kind=kind, addr=port.getHost())

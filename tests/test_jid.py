@@ -30,6 +30,14 @@ class PrepTests(unittest.TestCase):
         self.assertEqual(j.host, "example.com")
         self.assertEqual(J.parse("\u00c9XAMPLE.com").host, "\u00e9xample.com")
 
+    def test_finalDotOnce(self):
+        """One final dot is stripped, ASCII or the ideographic and fullwidth forms nameprep maps to it; two are an empty label (found by bench/fuzz_atheris.py)."""
+        for domain in ("example.com.", "example.com\u3002", "example.com\uff0e", "example.com\uff61"):
+            self.assertEqual(J.parse(f"romeo@{domain}").host, "example.com", repr(domain))
+        for domain in ("example.com..", "example.com\u3002.", "example.com.\u3002", "Ll.."):
+            with self.assertRaises(J.InvalidJID, msg=repr(domain)):
+                J.parse(domain)
+
     def test_domainNotAHostname(self):
         """Domain labels with characters a hostname cannot have are invalid."""
         for domain in ("exa mple.com", "ex_ample.com", "a@b@c", "-lead.com", "host..com"):

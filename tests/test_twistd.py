@@ -15,6 +15,19 @@ Transcript of the main test (L{TwistdServerTests.test_loginChatAndShutdown})::
     operator:  kill -TERM <pid>
     alice,bob: <stream:error><system-shutdown/></stream:error>
     server:    exits with status 0
+
+What was still queued when SIGTERM came is stored or bounced
+(L{ShutdownQueueTests}):
+
+- alice sends a message and an iq to unreachable.example, whose route leads
+  to a peer that accepts TCP and never answers; SIGTERM: alice gets both
+  back as remote-server-timeout errors, then <system-shutdown/>;
+- alice sends 1,000 messages to offline bob and SIGTERM follows at once,
+  while most stores are still queued: the process exits 0 only after all
+  1,000 are committed, in order, and closes SQLite cleanly (no -wal file);
+- bob logs in to 250 stored messages, confirms the first batch of 100 and
+  not the second; SIGTERM: the server does not wait for him, and exactly
+  the 150 unconfirmed messages stay stored.
 """
 
 from __future__ import annotations
@@ -28,10 +41,10 @@ import subprocess
 import sys
 from typing import Any
 
-from twisted.internet import defer, error, protocol, reactor
+from twisted.internet import defer, error, protocol, reactor, task
 from twisted.trial import unittest
 
-from tests.harness import connectSlixmpp, slixmppClient
+from tests.harness import NS_STANZA_ERRORS, NS_STREAM_ERRORS, TranscriptMixin, condition, connectSlixmpp, rawConnect, slixmppClient, xml
 from tests.test_ctl import (
     CTL_TIMEOUT,
     consoleScript,
@@ -234,6 +247,149 @@ class TwistdServerTests(TwistdMixin, unittest.TestCase):
             server.output, rf"jabberd could not start: Couldn't listen on {LOOPBACK}:{port}: .*in use"
         )
         self.assertNotIn("jabberd data folder", server.output)
+
+
+class ShutdownQueueTests(TwistdMixin, TranscriptMixin, unittest.TestCase):
+    """SIGTERM with stanzas still queued: each is stored offline or bounced, never dropped."""
+
+    N = 1000
+
+    def setUp(self) -> None:
+        self.setUpFolder()
+        # A peer that accepts TCP (the kernel does, from the backlog) and never says a word.
+        self.blackhole = socket.socket()
+        self.addCleanup(self.blackhole.close)
+        self.blackhole.bind((LOOPBACK, 0))
+        self.blackhole.listen(8)
+        route = f"{LOOPBACK}:{self.blackhole.getsockname()[1]}"
+        self.config = writeConfig(
+            os.path.join(self.base, "jabberd.toml"), self.dataDir,
+            top=f's2s.routes = {{ "unreachable.example" = "{route}" }}\nlimits.max_offline_messages = {self.N}',
+        )
+        self.ctl(self.config, "adduser", "alice@localhost", "--password", "secret")
+        self.ctl(self.config, "adduser", "bob@localhost", "--password", "secret")
+        self.database = os.path.join(self.dataDir, "jabberd.sqlite")
+
+    @defer.inlineCallbacks
+    def startServer(self):  # type: ignore[override]
+        """twistd jabberd on this test's configuration, once it is ready."""
+        server = self.spawnTwistd("jabberd", "--config", self.config)
+        self.c2sPort = self.port((yield server.waitFor(listening("c2s"))))
+        yield server.waitFor(r"jabberd ready; modules: ")
+        return server
+
+    @defer.inlineCallbacks
+    def connect(self, kind: str = "c2s", tlsOptions: Any = None):
+        client = yield rawConnect(self.c2sPort, tlsOptions)
+        self.addCleanup(client.disconnect)
+        return client
+
+    @defer.inlineCallbacks
+    def routed(self, client: Any, tag: str):
+        """Ping the server and wait for the answer: everything sent before has been routed."""
+        client.send(f"<iq type='get' id='{tag}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        reply = yield client.waitFor(lambda: next((e for e in client.elements if e.getAttribute("id") == tag), None), timeout=20)
+        self.assertEqual(reply["type"], "result", xml(reply))
+
+    def storedIds(self) -> list[str]:
+        """Bob's stored message ids in order, read beside the server (SQLite WAL) and closed at once."""
+        import sqlalchemy as sa
+
+        from jabberd.modules.offline import parseStored
+        from jabberd.store import sqliteURL
+        from jabberd.store.offline import offline_messages
+
+        engine = sa.create_engine(sqliteURL(self.database))
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(sa.select(offline_messages.c.stanza).order_by(offline_messages.c.id)).scalars().all()
+        finally:
+            engine.dispose()
+        return [parseStored(row)["id"] for row in rows]
+
+    def assertShutdownLast(self, client: Any) -> None:
+        """The last thing the client got is <system-shutdown/>, and the connection is closed."""
+        self.assertTrue(client.lost)
+        error = client.elements[-1]
+        self.assertEqual((error.name, condition(error, NS_STREAM_ERRORS)), ("error", "system-shutdown"), xml(error))
+
+    @defer.inlineCallbacks
+    def test_remoteQueueBouncedOnSigterm(self):
+        """A message and an iq queued for an unreachable domain come back as remote-server-timeout errors before system-shutdown."""
+        server = yield self.startServer()
+        alice, aliceJID = yield self.login("alice@localhost")
+        alice.send("<message to='bob@unreachable.example' id='q1' type='chat'><body>queued</body></message>")
+        alice.send("<iq type='get' id='q2' to='unreachable.example'><ping xmlns='urn:xmpp:ping'/></iq>")
+        yield self.routed(alice, "routed")
+        self.assertEqual([e for e in alice.elements if e.getAttribute("type") == "error"], [])
+
+        status = yield self.stop(server)
+        self.assertEqual(status, 0, server.output)
+        yield alice.waitClosed(10)
+        self.assertShutdownLast(alice)
+        bounced = [e for e in alice.elements if e.getAttribute("type") == "error"]
+        self.assertEqual(
+            [(e.name, e["id"], e["from"], e["to"], e.error["type"], condition(e, NS_STANZA_ERRORS)) for e in bounced],
+            [
+                ("message", "q1", "bob@unreachable.example", aliceJID, "wait", "remote-server-timeout"),
+                ("iq", "q2", "unreachable.example", aliceJID, "wait", "remote-server-timeout"),
+            ],
+            [xml(e) for e in bounced],
+        )
+        self.assertEqual(str(bounced[0].body), "queued")  # the bounce carries the original
+        self.assertNotIn("Traceback", server.output)
+
+    @defer.inlineCallbacks
+    def test_offlineStoresFinishedOnSigterm(self):
+        """SIGTERM right after a burst to an offline account exits only once every message is stored, in order, with SQLite closed cleanly."""
+        server = yield self.startServer()
+        alice, _ = yield self.login("alice@localhost")
+        sent = [f"m{i:04d}" for i in range(self.N)]
+        alice.send("".join(f"<message to='bob@localhost' id='{i}' type='chat'><body>{i}</body></message>" for i in sent))
+        yield self.routed(alice, "routed")
+        stored = len(self.storedIds())
+        status = yield self.stop(server)
+        self.assertLess(stored, self.N, "every store was done before SIGTERM: nothing was tested")
+
+        self.assertEqual(status, 0, server.output)
+        yield alice.waitClosed(10)
+        self.assertShutdownLast(alice)
+        self.assertEqual([xml(e) for e in alice.elements if e.getAttribute("type") == "error"], [])
+        # A cleanly closed SQLite database in WAL mode leaves no -wal file behind.
+        self.assertFalse(os.path.exists(self.database + "-wal"), "the store was not closed cleanly")
+        self.assertEqual(self.storedIds(), sent)
+        self.assertNotIn("Traceback", server.output)
+
+    @defer.inlineCallbacks
+    def test_unconfirmedDeliveryKeptOnSigterm(self):
+        """Bob confirms the first batch of his offline messages but not the second; after SIGTERM exactly the unconfirmed ones stay stored."""
+        server = yield self.startServer()
+        alice, _ = yield self.login("alice@localhost")
+        sent = [f"d{i:03d}" for i in range(250)]
+        alice.send("".join(f"<message to='bob@localhost' id='{i}' type='chat'><body>{i}</body></message>" for i in sent))
+        yield self.routed(alice, "routed")
+        while len(self.storedIds()) < len(sent):
+            yield task.deferLater(reactor, 0.05, lambda: None)
+
+        bob, _ = yield self.login("bob@localhost")
+        bob.send("<presence/>")
+
+        def confirmation(after: int) -> Any:
+            pings = [e for e in bob.elements if e.name == "iq" and e.getAttribute("type") == "get"]
+            return pings[after] if len(pings) > after else None
+
+        first = yield bob.waitFor(lambda: confirmation(0), timeout=10)
+        bob.send(f"<iq type='result' id='{first['id']}' to='{first['from']}'/>")
+        yield bob.waitFor(lambda: confirmation(1), timeout=10)  # the second batch is out, unconfirmed
+        received = [e["id"] for e in bob.elements if e.name == "message"]
+        self.assertEqual(received, sent[:200])
+        self.assertEqual(self.storedIds(), sent[100:])
+
+        status = yield self.stop(server)
+        self.assertEqual(status, 0, server.output)
+        self.assertShutdownLast(bob)
+        self.assertEqual(self.storedIds(), sent[100:])
+        self.assertFalse(os.path.exists(self.database + "-wal"), "the store was not closed cleanly")
 
 
 class TwistdConfigurationTests(TwistdMixin, unittest.TestCase):

@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet.interfaces import IDelayedCall
@@ -38,6 +38,7 @@ from components.bosh.framing import (
     requalify,
 )
 from jabberd import jid as J
+from jabberd.limits import TokenBucket
 from jabberd.xmlstream import NS_CLIENT, NS_STREAMS, StreamError, StreamParser, errorReply
 
 if TYPE_CHECKING:
@@ -168,13 +169,19 @@ class BoshSession:
 
     log = Logger()
 
-    def __init__(self, manager: BoshManager, sid: str, rid: int, attrs: dict, host: str, secure: bool, wait: int, hold: int, ver: tuple[int, int] | None) -> None:
+    def __init__(self, manager: BoshManager, sid: str, rid: int, attrs: dict, host: str, secure: bool, wait: int, hold: int, ver: tuple[int, int] | None, peerAddress: str = "") -> None:
         config = manager.config
         self.manager = manager
         self.reactor = manager.reactor
         self.sid = sid
         self.host = host
         self.secure = secure
+        self.peerAddress = peerAddress
+        # Rate limit (http.max_bytes_per_second): a request over it waits
+        # in `delayed`, in arrival order, until its time comes; never dropped.
+        self._bucket = TokenBucket(config.max_bytes_per_second, config.burst_bytes, self.reactor.seconds()) if config.max_bytes_per_second else None
+        self.delayed: deque[tuple[float, Any, dict, list[domish.Element]]] = deque()
+        self._releaseCall: IDelayedCall | None = None
         self.wait = wait
         self.hold = hold
         self.requests = config.bosh_requests
@@ -282,8 +289,40 @@ class BoshSession:
             found["from"] = sender
         return found
 
+    def arrived(self, http: Any, attrs: dict, payloads: list[domish.Element], size: int) -> None:
+        """
+        A request after the first, C{size} bytes long: processed now, or,
+        over the byte rate, once the session's average is back under it
+        (the held HTTP request is the client's back-pressure).
+        """
+        if self._bucket is None:
+            self.request(http, attrs, payloads)
+            return
+        now = self.reactor.seconds()
+        wait = self._bucket.consume(size, now)
+        if wait <= 0 and not self.delayed:
+            self.request(http, attrs, payloads)
+            return
+        if len(self.delayed) + len(self.held) + len(self.pending) >= self.requests:
+            # Waiting requests count against the window like held ones (§11).
+            self.fail("policy-violation", http)
+            return
+        self.delayed.append((now + wait, http, attrs, payloads))
+        if self._releaseCall is None:
+            self._releaseCall = self.reactor.callLater(max(wait, 0), self._release)
+
+    def _release(self) -> None:
+        """Process the delayed requests whose time has come; wait again for the rest."""
+        self._releaseCall = None
+        now = self.reactor.seconds()
+        while self.delayed and self.delayed[0][0] <= now and not self.ended:
+            _, http, attrs, payloads = self.delayed.popleft()
+            self.request(http, attrs, payloads)
+        if self.delayed and not self.ended:
+            self._releaseCall = self.reactor.callLater(self.delayed[0][0] - now, self._release)
+
     def request(self, http: Any, attrs: dict, payloads: list[domish.Element]) -> None:
-        """Any request after the first."""
+        """Any request after the first, in the order it may be processed."""
         if self.terminal is not None:
             self._answerTerminal(BoshRequest(self.nextRid, http, attrs, payloads))
             return
@@ -577,6 +616,11 @@ class BoshSession:
         for req in self.pending.values():
             self._write(req.http, body({}))
         self.pending.clear()
+        if self._releaseCall is not None and self._releaseCall.active():
+            self._releaseCall.cancel()
+        self._releaseCall = None
+        while self.delayed:
+            self._write(self.delayed.popleft()[1], body({"type": "terminate"}))
         self._cancelInactivity()
         if self._flushCall is not None and self._flushCall.active():
             self._flushCall.cancel()
@@ -600,7 +644,7 @@ class BoshManager:
         self.upstreamFactory: Callable[[Downstream], Upstream] = frontend.upstreamFactory
         self.sessions: dict[str, BoshSession] = {}
 
-    def handle(self, http: Any, attrs: dict, payloads: list[domish.Element], secure: bool) -> None:
+    def handle(self, http: Any, attrs: dict, payloads: list[domish.Element], secure: bool, size: int = 0) -> None:
         sid = attrs.get("sid")
         if sid is None:
             self.create(http, attrs, secure)
@@ -614,7 +658,7 @@ class BoshManager:
             # connection without ending the session (no denial of service).
             http.channel.transport.loseConnection()
             return
-        session.request(http, attrs, payloads)
+        session.arrived(http, attrs, payloads, size)
 
     def badBody(self, http: Any, error: BadBody, secure: bool) -> None:
         """A request that would not parse: end its session if it named one."""
@@ -664,14 +708,21 @@ class BoshManager:
                 refuse("bad-request")
                 return
             ver = min((int(match.group(1)), int(match.group(2))), VERSION)
+        address = self.frontend.requestAddress(http)
+        if not self.frontend.perAddress.acquire(address):
+            # Checked last: a malformed request costs nothing to count.
+            self.log.info("too many web sessions from {address}", address=address)
+            refuse("policy-violation")
+            return
         sid = secrets.token_urlsafe(24)
-        session = BoshSession(self, sid, rid, attrs, host, secure, min(wait, config.bosh_max_wait), min(hold, config.bosh_max_hold), ver)
+        session = BoshSession(self, sid, rid, attrs, host, secure, min(wait, config.bosh_max_wait), min(hold, config.bosh_max_hold), ver, address)
         self.sessions[sid] = session
         session.start(http, rid, attrs)
 
     def forget(self, session: BoshSession) -> None:
         if self.sessions.get(session.sid) is session:
             del self.sessions[session.sid]
+            self.frontend.perAddress.release(session.peerAddress)
 
     def write(self, http: Any, answer: bytes, code: int = 200, contentType: bytes = DEFAULT_CONTENT_TYPE.encode()) -> None:
         """Answer an HTTP request unless its connection is already gone."""
@@ -718,5 +769,5 @@ class BoshResource(Resource):
         except BadBody as e:
             self.manager.badBody(request, e, secure)
             return server.NOT_DONE_YET
-        self.manager.handle(request, attrs, payloads, secure)
+        self.manager.handle(request, attrs, payloads, secure, len(data))
         return server.NOT_DONE_YET

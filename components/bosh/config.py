@@ -43,6 +43,11 @@ class CoreConfig:
         'PEM certificates the server\'s certificate must chain to; "" = the system trust store.',
         filePath,
     )
+    proxy_protocol: bool = option(
+        False,
+        "Open each connection to the server with a PROXY v1 header naming the web client's address"
+        " (connect to a haproxy: listener); false: the server sees every web user as this process.",
+    )
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,8 @@ class Downstream(Protocol):
 
     #: TLS is the HTTP layer's: true over HTTPS (or a trusted TLS proxy).
     secure: bool
+    #: The client's IP address (see WebFrontend.clientAddress), for the SASL throttle.
+    peerAddress: str
 
     def streamOpened(self, attrs: dict[str, str]) -> None:
         """The server's stream header: C{id}, C{from}, C{version}, C{xml:lang}."""

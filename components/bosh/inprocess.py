@@ -29,6 +29,11 @@ class WebLink:
     def secure(self) -> bool:
         return self.downstream.secure
 
+    @property
+    def peerAddress(self) -> str:
+        """The web client's address: ClientSession's SASL throttle keys on it, as on TCP."""
+        return self.downstream.peerAddress
+
     def sendHeader(self, attrs: dict[str, str]) -> None:
         if not self._closed:
             self.downstream.streamOpened(attrs)

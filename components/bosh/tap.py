@@ -13,11 +13,12 @@ import sys
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet import defer, endpoints
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import usage
 
 from components.bosh.config import BoshConfig
+from jabberd import proxyprotocol
 from jabberd.config import ConfigError, load
 from jabberd.tap import EXIT_CONFIG, EXIT_START_FAILED, _exitStatusAtExit, filterLogsBelow
 
@@ -61,7 +62,7 @@ class ConnectionManager(Service):
         from components.bosh.web import Limits, WebFrontend
 
         config = self.config
-        core = CoreLink(self.reactor, config.core.connect, config.core.starttls, config.core.ca_file)
+        core = CoreLink(self.reactor, config.core.connect, config.core.starttls, config.core.ca_file, config.core.proxy_protocol)
         core.hosts = set(config.hosts)
         self.frontend = WebFrontend(config.http, set(config.hosts), core, self.reactor, Limits(config.stanza_size_limit, config.max_depth))
         for description in config.http.listen:
@@ -87,7 +88,7 @@ class ConnectionManager(Service):
         return tls.ServerTLS(certificates, defaultHost=config.hosts[0], minVersion=config.tls.min_version, ciphers=config.tls.ciphers)
 
     async def _listen(self, kind: str, description: str, factory: Any) -> None:
-        port = await endpoints.serverFromString(self.reactor, description).listen(factory)
+        port = await proxyprotocol.serverFromString(self.reactor, description).listen(factory)
         self.ports.setdefault(kind, []).append(port)
         self.log.info("listening for {kind} on {addr}", kind=kind, addr=port.getHost())
 

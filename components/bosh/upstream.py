@@ -4,6 +4,13 @@ ordinary c2s stream to the core over TCP, negotiates STARTTLS on it (and
 checks the core's certificate), and then relays: the client's elements up,
 the core's elements down.
 
+With C{[core] proxy_protocol} each connection to the core opens with a PROXY
+v1 header naming the web client's address (L{Downstream.peerAddress}: the
+HTTP peer, or the X-Forwarded-For client of a trusted proxy), for a core
+listener written C{haproxy:...}: the core's per-address connection limit and
+SASL throttle then count each web client apart instead of lumping them all
+under this process's address.
+
 The client's channel is the HTTP one, so the features it is shown are those
 that channel justifies: never STARTTLS (XEP-0206 §4), never -PLUS SASL
 mechanisms (the core's TLS channel is not the client's), and PLAIN only
@@ -21,6 +28,7 @@ from twisted.python.failure import Failure
 from twisted.words.xish import domish
 
 from components.bosh.framing import Downstream, qualify
+from jabberd import proxyprotocol
 from jabberd.jid import InvalidJID, prepDomain
 from jabberd.xmlstream import (
     NS_CLIENT,
@@ -51,6 +59,10 @@ class CoreConnection(Protocol):
         self.upstream = upstream
 
     def connectionMade(self) -> None:
+        if self.upstream.manager.proxyProtocol:
+            # Before anything else: the server's haproxy: listener reads it first.
+            address = self.upstream.downstream.peerAddress
+            self.transport.write(proxyprotocol.v1Header(address, self.transport.getPeer()))
         self.upstream.connected(self)
 
     def dataReceived(self, data: bytes) -> None:
@@ -278,10 +290,12 @@ class CoreLink:
 
     closeTimeout = 5.0
 
-    def __init__(self, reactor: Any, endpoint: str, starttls: bool = True, caFile: str = "") -> None:
+    def __init__(self, reactor: Any, endpoint: str, starttls: bool = True, caFile: str = "", proxyProtocol: bool = False) -> None:
         self.reactor = reactor
         self.endpoint = endpoints.clientFromString(reactor, endpoint)
         self.starttls = starttls
+        #: send each web client's address in a PROXY header ([core] proxy_protocol)
+        self.proxyProtocol = proxyProtocol
         self._trust = _trustRoot(caFile)
         self.hosts: set[str] = set()
 

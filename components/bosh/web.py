@@ -10,6 +10,7 @@ only the upstream factory differs.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from components.bosh.bosh import BoshManager, BoshResource
 from components.bosh.framing import Downstream, Upstream
 from components.bosh.websocket import XMPPWebSocketFactory
 from jabberd.config import HTTPConfig
+from jabberd.limits import AddressLimit
 
 if TYPE_CHECKING:
     from jabberd.service import XMPPServer
@@ -142,6 +144,8 @@ class WebFrontend:
         self.upstreamFactory = upstreamFactory
         self.reactor = reactor
         self.limits = limits
+        #: BOSH sessions and WebSocket connections per client address, together
+        self.perAddress = AddressLimit(config.max_sessions_per_address)
         self.bosh = BoshManager(self)
         self.websocket = XMPPWebSocketFactory(self)
         routes: dict[str, Any] = {
@@ -182,6 +186,35 @@ class WebFrontend:
             forwardedProto = forwardedProto.decode("latin-1")
         host = getattr(peer, "host", None)
         return host in self.config.trusted_proxies and forwardedProto.strip().lower() == "https"
+
+    def clientAddress(self, peer: Any, forwardedFor: str | bytes | None) -> str:
+        """
+        The client's IP address, the key of the per-address limit and the
+        SASL throttle: the connection's peer, or, when that peer is a trusted
+        proxy, the rightmost X-Forwarded-For address that is not one (each
+        proxy appends the address it saw, so the ones left of it are the
+        client's own claims and could be forged).
+        """
+        host = getattr(peer, "host", "") or ""
+        trusted = self.config.trusted_proxies
+        if not forwardedFor or host not in trusted:
+            return host
+        if isinstance(forwardedFor, bytes):
+            forwardedFor = forwardedFor.decode("latin-1")
+        for candidate in reversed(forwardedFor.split(",")):
+            candidate = candidate.strip()
+            try:
+                address = str(ipaddress.ip_address(candidate))
+            except ValueError:
+                return host  # a proxy we trust sent garbage: count the proxy
+            if address not in trusted:
+                return address
+        return host
+
+    def requestAddress(self, request: server.Request) -> str:
+        """L{clientAddress} of an HTTP request (all its X-Forwarded-For headers, in order)."""
+        values = request.requestHeaders.getRawHeaders(b"x-forwarded-for") or []
+        return self.clientAddress(request.getClientAddress(), b",".join(values))
 
     def originAllowed(self, origin: str) -> bool:
         allowed = self.config.cors_origins

@@ -18,8 +18,11 @@ from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
+from components.bosh.bosh import bounces
 from components.bosh.framing import NS_FRAMING, Upstream, lang, qualify
 from jabberd import tls
+from jabberd.c2s.tcp import _socketOf
+from jabberd.limits import TokenBucket
 from jabberd.xmlstream import NS_CLIENT, NS_STREAMS, StreamError, StreamParser, serializeStreamElement, streamErrorElement
 
 if TYPE_CHECKING:
@@ -58,6 +61,17 @@ class XMPPWebSocketProtocol(WebSocketServerProtocol):
         self._pingCall: Any = None
         self._pongDeadline: Any = None
         self._pingPayload = b""
+        #: the client's address (see WebFrontend.clientAddress), counted in the per-address limit
+        self.peerAddress = ""
+        self._counted = False
+        # Rate limit (http.max_bytes_per_second): over it, the socket is not
+        # read for a while, and messages autobahn already decoded wait in
+        # _held, in order, never dropped (as on a TCP client stream).
+        self._bucket: TokenBucket | None = None
+        self._held: list[tuple[bytes, bool]] | None = None
+        self._resumeCall: Any = None
+        #: stanzas sent while the WebSocket was already closing
+        self._unsent: list[bytes] = []
 
     # -- the WebSocket handshake ---------------------------------------------------
 
@@ -70,10 +84,18 @@ class XMPPWebSocketProtocol(WebSocketServerProtocol):
             # RFC 7395 §3.1: the xmpp subprotocol, or no XMPP at all.
             raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, "the 'xmpp' WebSocket subprotocol is required (RFC 7395)")
         self.secure = frontend.secureConnection(self.transport, request.headers.get("x-forwarded-proto"))
+        self.peerAddress = frontend.clientAddress(self.transport.getPeer(), request.headers.get("x-forwarded-for"))
+        if not frontend.perAddress.acquire(self.peerAddress):
+            self.log.info("too many web sessions from {address}", address=self.peerAddress)
+            raise ConnectionDeny(429, "too many connections from your address")
+        self._counted = True
         return SUBPROTOCOL
 
     def onOpen(self) -> None:
         self.factory.connections.add(self)
+        config = self.factory.frontend.config
+        if config.max_bytes_per_second:
+            self._bucket = TokenBucket(config.max_bytes_per_second, config.burst_bytes, self.factory.frontend.reactor.seconds())
         self.upstream = self.factory.frontend.upstreamFactory(self)
         self._schedulePing()
 
@@ -109,15 +131,47 @@ class XMPPWebSocketProtocol(WebSocketServerProtocol):
 
     def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
         self._stopKeepalive()
+        if self._resumeCall is not None and self._resumeCall.active():
+            self._resumeCall.cancel()
+        self._resumeCall = self._held = None
+        if self._counted:
+            self._counted = False
+            self.factory.frontend.perAddress.release(self.peerAddress)
         self.factory.connections.discard(self)
         upstream, self.upstream = self.upstream, None
         if upstream is not None and not self.closed:
             self.closed = True
+            unsent, self._unsent = self._unsent, []
+            for reply in bounces(unsent):
+                upstream.receive(reply)
             upstream.abort()
 
     # -- from the client -------------------------------------------------------------
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if self._held is not None:
+            self._held.append((payload, isBinary))
+            return
+        if self._bucket is not None:
+            reactor = self.factory.frontend.reactor
+            wait = self._bucket.consume(len(payload), reactor.seconds())
+            if wait > 0:
+                # Take this one, then read nothing until the average is back under the limit.
+                self._held = []
+                _socketOf(self.transport).pauseProducing()
+                self._resumeCall = reactor.callLater(wait, self._resumeReading)
+        self._process(payload, isBinary)
+
+    def _resumeReading(self) -> None:
+        self._resumeCall = None
+        held, self._held = self._held or [], None
+        if self.upstream is None:
+            return
+        _socketOf(self.transport).resumeProducing()
+        for payload, isBinary in held:
+            self.onMessage(payload, isBinary)
+
+    def _process(self, payload: bytes, isBinary: bool) -> None:
         upstream = self.upstream
         if upstream is None or self.closed:
             return
@@ -170,21 +224,36 @@ class XMPPWebSocketProtocol(WebSocketServerProtocol):
 
     # -- Downstream (from the upstream) ----------------------------------------------
 
+    def _closing(self) -> bool:
+        """
+        The WebSocket is closing or closed (the client's close frame, a
+        protocol error autobahn answered): nothing can be sent any more,
+        though onClose, which ends the session, is still to come.
+        """
+        return self.state != self.STATE_OPEN
+
     def streamOpened(self, attrs: dict[str, str]) -> None:
-        if self.closed:
+        if self.closed or self._closing():
             return
         self.opened = True
         header = {k: v for k, v in attrs.items() if k in ("from", "to", "id", "version", "xml:lang")}
         self.sendMessage(framing("open", header))
 
     def send(self, data: bytes) -> None:
-        if not self.closed:
-            self.sendMessage(data)
+        if self.closed:
+            return
+        if self._closing():
+            # The client will never read it: bounced when the session ends (onClose), as BOSH does.
+            self._unsent.append(data)
+            return
+        self.sendMessage(data)
 
     def streamClosed(self) -> None:
         if self.closed:
             return
         self.closed = True
+        if self._closing():
+            return  # the closing handshake is already under way
         self.sendMessage(framing("close", {}))
         # RFC 7395 §3.6: the stream is closed; now the WebSocket closing handshake.
         self.sendClose(1000)

@@ -55,6 +55,7 @@ from components.muc.constants import (
 from components.muc.room import Affiliation, Room
 from components.muc.roomconfig import RoomConfig
 from jabberd import jid as J
+from jabberd.store.database import logFailure
 from jabberd.xmlstream import errorReply
 
 __all__ = ["MUCService", "HOOKS"]
@@ -412,7 +413,7 @@ class MUCService(XMPPHandler):
 
         def run(_: Any = None) -> None:
             d = self.store.runInteraction(desc, fn, *args)
-            d.addErrback(lambda f: self.log.failure("MUC {desc} failed for {room}", f, desc=desc, room=room.jid))
+            d.addErrback(lambda f: logFailure(self.log, f, "MUC {desc} failed for {room}", desc=desc, room=room.jid))
             d.addBoth(finished)
 
         def finished(_: Any) -> None:

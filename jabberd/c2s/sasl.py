@@ -33,6 +33,7 @@ from twisted.words.protocols.jabber.xmpp_stringprep import nameprep, nodeprep
 
 from jabberd import scram
 from jabberd.scram import ScramCredential
+from jabberd.store.database import StoreUnavailable, logFailure
 
 __all__ = [
     "CONDITIONS",
@@ -276,8 +277,8 @@ def _lookup(ctx: SASLContext, username: str) -> Deferred[dict[str, ScramCredenti
     def storeError(failure: Failure) -> Failure:
         if failure.check(SASLFailure):
             return failure
-        log.failure("credential lookup for {username!r} failed", failure, username=username)
-        raise SASLFailure("temporary-auth-failure", "account store unavailable")
+        logFailure(log, failure, "credential lookup for {username!r} failed", username=username)
+        raise SASLFailure("temporary-auth-failure", StoreUnavailable.clientText)
 
     return maybeDeferred(ctx.lookup, username).addErrback(storeError)
 

@@ -5,7 +5,8 @@ the XMPP logic is L{ClientSession}.
 
 Framing includes zlib stream compression (XEP-0138) where a listener enables
 it, the idle timeout (C{c2s.idle_timeout}), the per-address connection limit
-(C{c2s.max_connections_per_address}) and the read rate limit
+(C{c2s.max_connections_per_address}), the global one (C{c2s.max_connections})
+and the read rate limit
 (C{c2s.max_bytes_per_second}): see docs/security.md.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -42,6 +44,11 @@ INFLATE_CHUNK = 16384
 #: not a stanza (whitespace between stanzas), so a small bomb cannot make
 #: the server parse megabytes of keepalives.
 INFLATE_READ_FACTOR = 4
+
+#: Every this many seconds, the parser of each stream that read nothing
+#: since the last time is released (StreamParser.release): an idle session
+#: then costs no expat state, and the next read makes a new parser (~20 µs).
+PARSER_RELEASE_INTERVAL = 2.0
 
 
 class _Compressor:
@@ -105,6 +112,8 @@ class ClientStream(Protocol):
         self._bucket: TokenBucket | None = None
         self._held: list[bytes] | None = None
         self._resumeCall: Any = None
+        #: read something since the factory's last idle-parser sweep
+        self.active = True
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
@@ -116,7 +125,13 @@ class ClientStream(Protocol):
             factory.streams.add(self)
             if factory.rate > 0:
                 self._bucket = TokenBucket(factory.rate, factory.burst, self.ctx.reactor.seconds())
+            if not factory.total.acquire(""):
+                # The server is full (c2s.max_connections): RFC 6120 §4.9.3.17.
+                self.log.info("client connection limit reached")
+                self.session.terminate("resource-constraint", "the server has too many connections")
+                return
             if not factory.perAddress.acquire(self.peerAddress):
+                factory.total.release("")
                 # Refused after our header (RFC 6120 §4.9.1.2), never read.
                 self.log.info("too many connections from {address}", address=self.peerAddress)
                 self.session.terminate("policy-violation", "too many connections from your address")
@@ -156,6 +171,7 @@ class ClientStream(Protocol):
     def _process(self, data: bytes) -> None:
         if self._closing or self._parser is None:
             return
+        self.active = True
         if self._idleCall is not None:
             self._lastRead = self.ctx.reactor.seconds()
         try:
@@ -205,6 +221,7 @@ class ClientStream(Protocol):
         if self._counted and self.factory is not None:
             self._counted = False
             self.factory.perAddress.release(self.peerAddress)
+            self.factory.total.release("")
         if self._idleCall is not None and self._idleCall.active():
             self._idleCall.cancel()
         self._idleCall = None
@@ -345,12 +362,15 @@ class ClientStreamFactory(Factory):
         perAddress: AddressLimit | None = None,
         rate: float = 0.0,
         burst: float = 262144,
+        total: AddressLimit | None = None,
     ) -> None:
         self.ctx = ctx
         self.serverTLS = serverTLS
         self.directTLS = directTLS
         #: open connections per address, shared by every c2s listener
         self.perAddress = perAddress if perAddress is not None else AddressLimit(0)
+        #: open connections in all (one key), shared by every c2s listener
+        self.total = total if total is not None else AddressLimit(0)
         #: bytes per second and burst each stream may send (0: unlimited)
         self.rate = rate
         self.burst = burst
@@ -360,6 +380,26 @@ class ClientStreamFactory(Factory):
         self.idleTimeout = idleTimeout
         self.streams: set[ClientStream] = set()
         self._drained: list[defer.Deferred] = []
+        self._sweep: LoopingCall | None = None
+
+    def startFactory(self) -> None:
+        """Listening: release idle streams' parsers every L{PARSER_RELEASE_INTERVAL} seconds."""
+        self._sweep = LoopingCall(self.releaseIdleParsers)
+        self._sweep.clock = self.ctx.reactor
+        self._sweep.start(PARSER_RELEASE_INTERVAL, now=False)
+
+    def stopFactory(self) -> None:
+        if self._sweep is not None and self._sweep.running:
+            self._sweep.stop()
+        self._sweep = None
+
+    def releaseIdleParsers(self) -> None:
+        """Free the parser of every stream that read nothing since the last call (between stanzas only)."""
+        for stream in self.streams:
+            if stream.active:
+                stream.active = False
+            elif stream._parser is not None:
+                stream._parser.release()
 
     def buildProtocol(self, addr: Any) -> ClientStream:
         p = ClientStream(self.ctx, self.serverTLS, self.directTLS, self.maxStanzaSize, self.maxDepth, self.compression, self.idleTimeout)

@@ -42,6 +42,7 @@ from jabberd.module import Module
 from jabberd.modules.disco import HOST, NS_DISCO_INFO, DiscoRequest, discoInfo
 from jabberd.modules.roster import parseStanza
 from jabberd.store.caps import get_caps_txn, set_caps_txn
+from jabberd.store.database import logFailure
 from jabberd.xmlstream import NS_CLIENT
 
 if TYPE_CHECKING:
@@ -206,7 +207,7 @@ class CapsModule(Module):
         session.data["caps"] = state
         d = self.lookup(key, session.jid.full(), session.host)  # type: ignore[union-attr]
         d.addCallback(self._resolved, session, state)
-        d.addErrback(lambda f: self.log.failure("caps lookup failed", f))
+        d.addErrback(lambda f: logFailure(self.log, f, "caps lookup failed"))
         return False
 
     def _resolved(self, features: frozenset[str] | None, session: ClientSession, state: SessionCaps) -> None:
@@ -267,7 +268,7 @@ class CapsModule(Module):
         self._askNext(lookup)
 
     def _storeFailed(self, failure, lookup: _Lookup) -> None:
-        self.log.failure("reading the caps cache failed", failure)
+        logFailure(self.log, failure, "reading the caps cache failed")
         if self._lookups.get((lookup.key.algorithm, lookup.key.ver)) is lookup:
             self._askNext(lookup)
 
@@ -330,7 +331,7 @@ class CapsModule(Module):
                 features = featuresOf(query)
                 when = datetime.fromtimestamp(self.server.reactor.seconds(), timezone.utc)
                 d = self._store("set_caps", set_caps_txn, key.algorithm, key.ver, query.toXml(), when)
-                d.addErrback(lambda f: self.log.failure("storing verified caps failed", f))
+                d.addErrback(lambda f: logFailure(self.log, f, "storing verified caps failed"))
                 self._finish(lookup, features)
                 return
             self.log.info(
@@ -377,7 +378,7 @@ class CapsModule(Module):
         for host in sorted(self.server.hosts):
             d = disco.hostInfoQuery(host)  # type: ignore[attr-defined]
             d.addCallback(self._ownInfo, host)
-            d.addErrback(lambda f: self.log.failure("hashing the server's disco#info failed", f))
+            d.addErrback(lambda f: logFailure(self.log, f, "hashing the server's disco#info failed"))
 
     def _ownInfo(self, query: domish.Element, host: str) -> None:
         try:

@@ -259,6 +259,5 @@ class DiscoModule(Module):
         self.server.router.route(self._reply(request))
 
     def _failed(self, failure, iq) -> None:
-        self.log.failure("service discovery failed", failure)
-        self.server.router.bounce(iq, "internal-server-error")
+        self.storeFailed(failure, iq, "service discovery")
 

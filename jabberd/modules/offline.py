@@ -78,6 +78,7 @@ from jabberd.c2s.session import BOUND
 from jabberd.module import Module
 from jabberd.modules.messages import NS_DELAY, OFFLINE
 from jabberd.store.accounts import NoSuchAccount
+from jabberd.store.database import logFailure
 from jabberd.store.offline import OfflineMessages, OfflineQuotaExceeded
 from jabberd.xmlstream import NS_CLIENT, StreamError, StreamParser
 
@@ -212,7 +213,7 @@ class OfflineModule(Module):
         while queue:
             job, args = queue[0]
             d = defer.maybeDeferred(job, *args)
-            d.addErrback(self._jobFailed, job)
+            d.addErrback(self._jobFailed, job, args)
             if not d.called:
                 d.addCallback(self._jobDone, bareJID, queue)
                 return
@@ -223,8 +224,11 @@ class OfflineModule(Module):
         queue.popleft()
         self._run(bareJID, queue)
 
-    def _jobFailed(self, failure: Failure, job: Callable[..., Any]) -> None:
-        self.log.failure("offline job {job} failed", failure, job=getattr(job, "__name__", job))
+    def _jobFailed(self, failure: Failure, job: Callable[..., Any], args: tuple) -> None:
+        if logFailure(self.log, failure, "offline job {job} failed", job=getattr(job, "__name__", job)) and job == self._deliver:
+            # The database is down: what was not confirmed stays stored;
+            # deliver it to this session when the database is back.
+            self.server.store.whenAvailable().addCallback(lambda _: self.available(args[0]))
 
     def _drained(self, bareJID: str, queue: deque) -> None:
         if self._queues.get(bareJID) is queue:
@@ -301,7 +305,7 @@ class OfflineModule(Module):
         elif failure.check(OfflineQuotaExceeded):
             router.bounce(message, "service-unavailable", "the recipient's offline message storage is full")
         else:
-            self.log.failure("storing an offline message failed", failure)
+            logFailure(self.log, failure, "storing an offline message failed")
             router.bounce(message, "internal-server-error", "offline storage is unavailable: the message was not stored", errorType="wait")
 
     # -- delivering ------------------------------------------------------------

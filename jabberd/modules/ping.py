@@ -50,5 +50,4 @@ class PingModule(Module):
             self.server.router.bounce(iq, "service-unavailable")
 
     def _failed(self, failure, iq) -> None:
-        self.log.failure("ping: account lookup failed", failure)
-        self.server.router.bounce(iq, "internal-server-error")
+        self.storeFailed(failure, iq, "the account lookup of a ping")

@@ -248,6 +248,7 @@ class PresenceModule(Module):
         contact = toJID.userhost()
         prober = fromJID.userhost()
         replyTo = stanza.getAttribute("from") or prober
+        before: frozenset[ClientSession] | None = None
 
         def answer(acct: Account) -> None:
             assert acct.state is not None
@@ -260,12 +261,19 @@ class PresenceModule(Module):
             if not allowed:
                 self.server.router.route(presenceElement("unsubscribed", contact, prober))
                 return
-            self._answerProbe(toJID, replyTo)
+            subscriber = prober != contact and item is not None and item.hasFrom
+            self._answerProbe(toJID, replyTo, before if subscriber else None)
 
         acct = roster.loaded(contact)
         if acct is not None:
             answer(acct)
             return
+        # The answer waits for the contact's roster, behind the contact's own
+        # queued work: a session of the contact that becomes available in
+        # between broadcasts its initial presence to the prober itself (the
+        # same 'from' subscription allows both), so only the sessions
+        # available now are answered for; the rest would reach the prober twice.
+        before = frozenset(self.server.sessions.available(contact))
         if not self.server.sessions.resources(contact) and fromJID.host in self.server.hosts:
             # The contact is offline and the prober local: the prober's roster,
             # kept in step with the contact's by this server, says whether it
@@ -278,7 +286,13 @@ class PresenceModule(Module):
                     return
         roster.run(contact, answer).addErrback(_logged)
 
-    def _answerProbe(self, toJID: J.JID, replyTo: str) -> None:
+    def _answerProbe(self, toJID: J.JID, replyTo: str, before: frozenset[ClientSession] | None = None) -> None:
+        """
+        Send the prober the presence of the contact's available sessions, or
+        unavailable; with C{before} (the sessions available when the probe
+        arrived), sessions that became available since are left out: their
+        initial presence already went to the prober.
+        """
         contact = toJID.userhost()
         route = self.server.router.route
         if toJID.resource is not None:
@@ -288,7 +302,9 @@ class PresenceModule(Module):
             sessions = self.server.sessions.available(contact)
         answered = False
         for session in sessions:
-            if session.presence is not None:
+            if before is not None and session not in before:
+                answered = True  # announced itself since the probe
+            elif session.presence is not None:
                 route(copyStanza(session.presence, to=replyTo))
                 answered = True
         if answered:

@@ -114,6 +114,7 @@ from jabberd.privacy import (
     isNotification,
     outboundKind,
 )
+from jabberd.store.database import StoreUnavailable, logFailure
 from jabberd.store.privacy import PrivacyData, accounts_with_default_txn, apply_privacy_changes_txn, load_privacy_txn
 from jabberd.xmlstream import errorReply
 
@@ -266,7 +267,7 @@ class PrivacyRules:
             self._withDefault.update(bares)
 
         def failed(failure: Failure) -> None:
-            self.log.failure("reading which accounts have a default privacy list failed", failure)
+            logFailure(self.log, failure, "reading which accounts have a default privacy list failed")
 
         d.addCallbacks(loaded, failed)
         self._started = d
@@ -337,7 +338,7 @@ class PrivacyRules:
             self._run(acct)
 
         def failed(failure: Failure) -> None:
-            self.log.failure("loading the privacy lists of {bare} failed", failure, bare=bare)
+            logFailure(self.log, failure, "loading the privacy lists of {bare} failed", bare=bare)
             if self._online.get(bare) is acct:
                 del self._online[bare]
             queue, acct.queue = acct.queue, deque()
@@ -1011,8 +1012,8 @@ class PrivacyProtocolModule(Module):
             if failure.check(PrivacyError):
                 route(errorReply(iq, failure.value.condition, failure.value.text))
             else:
-                self.log.failure("{name} request failed", failure, name=self.name)
-                route(errorReply(iq, "internal-server-error", f"the {self.subject} store is unavailable", errorType="wait"))
+                logFailure(self.log, failure, "{name} request failed", name=self.name)
+                route(errorReply(iq, "internal-server-error", StoreUnavailable.clientText, errorType="wait"))
 
         self.rules.serially(fromJID.userhost(), work).addErrback(failed)
         return True

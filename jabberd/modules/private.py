@@ -113,5 +113,4 @@ class PrivateModule(Module):
             limit = self.server.config.limits.max_private_size
             self.server.router.bounce(iq, "not-acceptable", f"private storage is limited to {limit} bytes")
             return
-        self.log.failure("private: store failed", failure)
-        self.server.router.bounce(iq, "internal-server-error")
+        self.storeFailed(failure, iq, "a private storage request")

@@ -20,6 +20,7 @@ from jabberd import jid as J
 from jabberd.module import Module
 from jabberd.passwords import credentialsFor
 from jabberd.store.accounts import AccountExists, NoSuchAccount
+from jabberd.store.database import StoreUnavailable
 from jabberd.xmlstream import errorReply, iqResult
 
 NS_REGISTER = "jabber:iq:register"
@@ -177,6 +178,8 @@ class RegisterModule(Module):
             send(errorReply(iq, "item-not-found"))
         elif failure.check(ValueError):
             send(errorReply(iq, "not-acceptable", str(failure.value)))
+        elif failure.check(StoreUnavailable):  # the store logged it
+            send(errorReply(iq, "internal-server-error", StoreUnavailable.clientText, errorType="wait"))
         else:
             self.log.failure("registration failed", failure)
-            send(errorReply(iq, "internal-server-error", "the account store is unavailable"))
+            send(errorReply(iq, "internal-server-error"))

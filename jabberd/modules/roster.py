@@ -33,6 +33,7 @@ from twisted.words.xish import domish
 from jabberd import bus as B
 from jabberd import jid as J
 from jabberd.module import Module
+from jabberd.store.database import StoreUnavailable, logFailure
 from jabberd.store.roster import (
     RosterItem,
     RosterState,
@@ -214,7 +215,7 @@ class RosterModule(Module):
 
         def failed(failure) -> None:
             acct.loading = None
-            self.log.failure("loading the roster of {bare} failed", failure, bare=acct.bare)
+            logFailure(self.log, failure, "loading the roster of {bare} failed", bare=acct.bare)
             queue, acct.queue = acct.queue, []
             for _, waiting in queue:
                 self._busy -= 1
@@ -327,6 +328,9 @@ class RosterModule(Module):
         if any(c[0] in ("item", "remove") for c in changes) or not state.stored:
             changes = changes + [("version", state.epoch, state.version, state.floor)]
             state.stored = True
+        self._queueWrite(acct, changes)
+
+    def _queueWrite(self, acct: Account, changes: list[tuple]) -> None:
         acct.writes.append(changes)
         self._busy += 1
         if not acct.writing:
@@ -340,9 +344,19 @@ class RosterModule(Module):
         acct.writing = True
         changes = acct.writes.pop(0)
         d = self.server.store.runInteraction("roster_changes", apply_changes_txn, acct.host, acct.username, changes)
-        d.addErrback(lambda f: self.log.failure("storing roster changes of {bare} failed", f, bare=acct.bare))
+        d.addErrback(self._writeFailed, acct, changes)
         d.addBoth(lambda _: self._writeNext(acct))
         d.addBoth(self._done)
+
+    def _writeFailed(self, failure, acct: Account, changes: list[tuple]) -> None:
+        """
+        A change already applied in memory could not be stored.  If the
+        database was down, write it again when it is back (in order: the
+        waiters fire in the order they were added); shutting down meanwhile
+        loses it, and the store has logged the outage.
+        """
+        if logFailure(self.log, failure, "storing roster changes of {bare} failed", bare=acct.bare):
+            self.server.store.whenAvailable().addCallback(lambda _: self._queueWrite(acct, changes))
 
     # -- versions and pushes ------------------------------------------------
 
@@ -461,7 +475,7 @@ class RosterModule(Module):
     def rosterGet(self, iq: domish.Element, fromJID: J.JID, toJID: J.JID) -> bool:
         session = self._session(fromJID)
         d = self.run(fromJID.userhost(), lambda acct: self._get(acct, iq, session))
-        d.addErrback(lambda f: self.server.router.bounce(iq, "internal-server-error", "the roster store is unavailable"))
+        d.addErrback(self._failed, iq)
         return True
 
     def _get(self, acct: Account, iq: domish.Element, session: ClientSession | None) -> None:
@@ -502,10 +516,30 @@ class RosterModule(Module):
         return version
 
     def rosterSet(self, iq: domish.Element, fromJID: J.JID, toJID: J.JID) -> bool:
+        if self._refusedWhileDown(iq):
+            return True
         session = self._session(fromJID)
         d = self.run(fromJID.userhost(), lambda acct: self._set(acct, iq, session))
-        d.addErrback(lambda f: self.server.router.bounce(iq, "internal-server-error", "the roster store is unavailable"))
+        d.addErrback(self._failed, iq)
         return True
+
+    def _refusedWhileDown(self, stanza: domish.Element) -> bool:
+        """
+        Changes are written behind (the module docstring), so while the
+        database is known to be down they are refused with a temporary
+        error instead of acknowledged and then lost.
+        """
+        if self.server.store.available:
+            return False
+        self.server.router.bounce(stanza, "internal-server-error", StoreUnavailable.clientText, errorType="wait")
+        return True
+
+    def _failed(self, failure, stanza: domish.Element) -> None:
+        """Work for C{stanza} failed (L{run} logged why): a temporary error if the database was down."""
+        if failure.check(StoreUnavailable):
+            self.server.router.bounce(stanza, "internal-server-error", StoreUnavailable.clientText, errorType="wait")
+        else:
+            self.server.router.bounce(stanza, "internal-server-error")
 
     def _parseSet(self, iq: domish.Element) -> tuple[str, str | None, tuple[str, ...], bool]:
         """The jid, name, groups and removal flag of a roster set, or L{RosterError}."""
@@ -621,8 +655,10 @@ class RosterModule(Module):
 
     def outbound(self, session: ClientSession, stanza: domish.Element, contact: str) -> defer.Deferred:
         """A local user sent a subscription stanza to C{contact} (a bare JID): Appendix A.2."""
+        if self._refusedWhileDown(stanza):
+            return defer.succeed(None)
         d = self.run(session.bareJID, lambda acct: self._outbound(acct, session, stanza, contact))
-        return d.addErrback(lambda f: None)  # already logged by run
+        return d.addErrback(self._failed, stanza)
 
     def _full(self, acct: Account, item: RosterItem | None) -> bool:
         assert acct.state is not None
@@ -696,8 +732,10 @@ class RosterModule(Module):
 
     def inbound(self, stanza: domish.Element, contact: str, bareJID: str) -> defer.Deferred:
         """A subscription stanza from C{contact} (a bare JID) reached the local account C{bareJID}: Appendix A.3."""
+        if self._refusedWhileDown(stanza):
+            return defer.succeed(None)
         d = self.run(bareJID, lambda acct: self._inbound(acct, stanza, contact))
-        return d.addErrback(lambda f: None)  # already logged by run
+        return d.addErrback(self._failed, stanza)
 
     def _inbound(self, acct: Account, stanza: domish.Element, contact: str) -> None:
         state = acct.state

@@ -95,5 +95,4 @@ class VCardModule(Module):
         return True
 
     def _failed(self, failure, iq) -> None:
-        self.log.failure("vcard: store failed", failure)
-        self.server.router.bounce(iq, "internal-server-error")
+        self.storeFailed(failure, iq, "a vCard request")

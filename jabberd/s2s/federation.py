@@ -3,9 +3,12 @@ Federation: what outlives one server stream.
 
 L{Federation.remote} is the router's exit for every stanza to a domain
 that is not ours.  Each remote domain gets a L{Route}: a bounded queue, the
-one outgoing stream to that domain (several of our domains multiplexed on
-it with dialback), and the connecting (static route, SRV, A/AAAA, one
-address after the other).  A stanza waits in the queue until its domain
+outgoing stream that carries it (several of our domains multiplexed on it
+with dialback), and the connecting (static route, SRV, A/AAAA, one address
+after the other).  A route whose domain resolves to the address and port
+of a stream already open joins that stream instead of connecting (target
+multiplexing, XEP-0220 §2.4.3), and falls back to a connection of its own
+if the peer refuses its domain there.  A stanza waits in the queue until its domain
 pair is authenticated; if that does not happen, it goes back to its sender
 as an error (remote-server-not-found when the peer cannot be found or
 reached, remote-server-timeout when it was found but the stream could not
@@ -20,7 +23,7 @@ opening it if needed.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Any
 
 from OpenSSL import SSL
@@ -35,12 +38,13 @@ from zope.interface import implementer
 
 from jabberd import jid as J
 from jabberd import tls
+from jabberd.limits import AddressLimit
 from jabberd.s2s import resolve
 from jabberd.s2s.certs import TrustStore
 from jabberd.s2s.dialback import Keys
 from jabberd.s2s.stream import InboundStream, OutboundStream, ServerStream
 
-__all__ = ["Federation", "Route"]
+__all__ = ["Federation", "NegativeCache", "Route"]
 
 log = Logger()
 
@@ -93,11 +97,11 @@ class _ClientTLS:
 
 
 class _OutboundFactory(Factory):
-    def __init__(self, fed: Federation, route: Route, local: str, directTLS: bool) -> None:
-        self.fed, self.route, self.local, self.directTLS = fed, route, local, directTLS
+    def __init__(self, fed: Federation, route: Route, local: str, directTLS: bool, address: tuple[str, int]) -> None:
+        self.fed, self.route, self.local, self.directTLS, self.address = fed, route, local, directTLS, address
 
     def buildProtocol(self, addr: Any) -> OutboundStream:
-        stream = OutboundStream(self.fed, self.route, self.local, self.directTLS)
+        stream = OutboundStream(self.fed, self.route, self.local, self.directTLS, self.address)
         stream.factory = self
         return stream
 
@@ -115,8 +119,54 @@ class InboundFactory(Factory):
         return stream
 
 
+#: most unreachable domains remembered at once (the oldest are forgotten first)
+NEGATIVE_CACHE_ENTRIES = 10000
+
+
+class NegativeCache:
+    """
+    Domains that could not be reached lately, each with the error its
+    stanzas got, remembered for C{duration} seconds (0: never): stanzas for
+    them bounce at once instead of each starting a connection attempt that
+    fails the same way.  Bounded: entries expire in the order they were
+    added, and beyond C{entries} the oldest go.
+    """
+
+    def __init__(self, duration: float, reactor: Any, entries: int = NEGATIVE_CACHE_ENTRIES) -> None:
+        self.duration = duration
+        self.reactor = reactor
+        self.entries = entries
+        self._failed: OrderedDict[str, tuple[float, str]] = OrderedDict()  # domain -> (until, condition)
+
+    def add(self, domain: str, condition: str) -> None:
+        if self.duration <= 0:
+            return
+        now = self.reactor.seconds()
+        self._failed.pop(domain, None)
+        self._failed[domain] = (now + self.duration, condition)
+        while self._failed and (len(self._failed) > self.entries or next(iter(self._failed.values()))[0] <= now):
+            self._failed.popitem(last=False)
+
+    def get(self, domain: str) -> str | None:
+        """The condition C{domain} failed with, if that was less than C{duration} ago."""
+        entry = self._failed.get(domain)
+        if entry is None:
+            return None
+        if entry[0] <= self.reactor.seconds():
+            del self._failed[domain]
+            return None
+        return entry[1]
+
+    def forget(self, domain: str) -> None:
+        """C{domain} proved alive (its server authenticated a stream to us)."""
+        self._failed.pop(domain, None)
+
+    def __len__(self) -> int:
+        return len(self._failed)
+
+
 class Route:
-    """One remote domain: its queue, its outgoing stream, and getting one."""
+    """One remote domain: its queue, the outgoing stream that carries it (its own or a shared one), and getting one."""
 
     def __init__(self, fed: Federation, domain: str) -> None:
         self.fed = fed
@@ -128,6 +178,12 @@ class Route:
         self.verifies: list[tuple[str, str, str, str, defer.Deferred]] = []
         self.failure: str | None = None
         self._expiry: IDelayedCall | None = None
+        self.multiplex = True  # may join a stream already open to the same peer server
+        self._attempt: defer.Deferred | None = None  # the connection being made
+        self._local = ""  # the domain the connection is made for (its header's 'from')
+        self._at: tuple[str, int] | None = None  # where this route is connecting, until its stream is set up
+        self.followers: list[Route] = []  # routes waiting to see whether that stream can carry them too
+        self.patient = True  # may wait for another route's stream to the same place (once)
 
     def __repr__(self) -> str:
         return f"<Route to {self.domain}: {len(self.queue)} queued, stream {self.stream!r}>"
@@ -136,7 +192,7 @@ class Route:
 
     def send(self, stanza: domish.Element, local: str) -> None:
         stream = self.stream
-        if stream is not None and stream.ready and not stream.closing and local in stream.authenticated:
+        if stream is not None and stream.ready and not stream.closing and (local, self.domain) in stream.pairs and stream.writable:
             stream.sendStanza(stanza)
             return
         if len(self.queue) >= self.fed.config.queue_max_stanzas:
@@ -151,7 +207,7 @@ class Route:
         stream = self.stream
         if stream is not None and not stream.closing:
             if stream.ready:
-                stream.authenticate(local)
+                stream.authenticate(local, self.domain)
         elif not self.connecting:
             self.connect(local)
 
@@ -172,6 +228,7 @@ class Route:
     def connect(self, local: str) -> None:
         self.connecting = True
         self.failure = None
+        self._local = local
         d = defer.ensureDeferred(self._connect(local))
         d.addErrback(lambda f: log.failure("connecting to {domain} failed", f, domain=self.domain))
 
@@ -190,20 +247,43 @@ class Route:
             for address in addresses:
                 if self.fed.stopping:
                     break
+                key = (address, target.port)
+                if self.multiplex:
+                    shared = self.fed.sharedStream(address, target.port, self.domain)
+                    if shared is not None:
+                        # Same peer, same port (XEP-0220 §2.4.3): no new connection.
+                        self.connecting = False
+                        shared.carry(self)
+                        return
+                    leader = self.fed.connectingAt.get(key)
+                    if leader is not None and leader is not self and self.patient:
+                        # A stream to that place is being set up: see whether it can carry us too.
+                        leader.followers.append(self)
+                        return
+                if key not in self.fed.connectingAt:
+                    self.fed.connectingAt[key] = self
+                    self._at = key
+                self._attempt = self.fed.connectStream(self, local, address, target.port, target.directTLS)
                 try:
-                    await self.fed.connectStream(self, local, address, target.port, target.directTLS)
+                    await self._attempt
+                except (defer.CancelledError, ierror.ConnectingCancelledError):
+                    return  # the route was given up meanwhile (fail)
                 except (ierror.TimeoutError, defer.TimeoutError):
                     log.info("connecting to {domain} at {address}:{port} timed out", domain=self.domain, address=address, port=target.port)
                     condition = "remote-server-timeout"
+                    self._settle()
                     continue
                 except Exception as e:
                     log.info("cannot connect to {domain} at {address}:{port}: {e}", domain=self.domain, address=address, port=target.port, e=e)
+                    self._settle()
                     continue
+                finally:
+                    self._attempt = None
                 self.connecting = False
                 return
         self.connecting = False
         log.info("no connection to {domain}: {condition}", domain=self.domain, condition=condition)
-        self.fail(condition)
+        self.fail(condition, unreachable=True)
 
     # -- events from the stream ---------------------------------------------------
 
@@ -213,25 +293,64 @@ class Route:
     def streamReady(self, stream: OutboundStream) -> None:
         """Negotiation is over: ask for every pair that waits, send the waiting verifications."""
         for local in list(self.wanted):
-            stream.authenticate(local)
+            stream.authenticate(local, self.domain)
         verifies, self.verifies = self.verifies, []
         for local, remote, streamId, key, d in verifies:
             if not d.called:
                 stream.sendVerify(local, remote, streamId, key, d)
+        self._settle()
+
+    def _settle(self) -> None:
+        """
+        The connection this route was making is set up, or came to nothing:
+        the routes that waited to see whether it could carry them go on
+        (joining it, or connecting on their own).
+        """
+        if self._at is not None and self.fed.connectingAt.get(self._at) is self:
+            del self.fed.connectingAt[self._at]
+        self._at = None
+        followers, self.followers = self.followers, []
+        for route in followers:
+            if self.fed.routes.get(route.domain) is route and route.stream is None and not self.fed.stopping:
+                route.patient = False  # if that stream cannot carry it, connect now rather than queue up behind another
+                route.connect(route._local)
 
     def authenticated(self, stream: OutboundStream, local: str) -> None:
         """C{local} may send now: flush its stanzas, in order."""
         self.wanted.discard(local)
+        self.flush(stream)
+
+    def flush(self, stream: OutboundStream) -> None:
+        """
+        Write the queued stanzas of every authenticated domain, in order,
+        for as long as the peer reads (L{ServerStream.writable}): what does
+        not fit stays queued, bounded and aging, until the output drains.
+        """
+        if stream is not self.stream:
+            return
         kept: deque[tuple[float, str, domish.Element]] = deque()
-        for item in self.queue:
-            if item[1] == local:
+        queue, self.queue = self.queue, kept
+        for item in queue:
+            if (item[1], self.domain) in stream.pairs and stream.writable and not stream.closing:
                 stream.sendStanza(item[2])
             else:
                 kept.append(item)
-        self.queue = kept
 
     def authFailed(self, stream: OutboundStream, local: str, condition: str) -> None:
-        """The peer refused C{local}: bounce its stanzas."""
+        """
+        The peer refused C{local}: bounce its stanzas.  On a stream this
+        route only joined (target multiplexing) where none of its pairs got
+        through, the peer may just not serve this domain at that address
+        after all: try a connection of its own instead, as if the stream
+        had never been there.
+        """
+        if stream is self.stream and stream.route is not self and not any(r == self.domain for _, r in stream.pairs):
+            log.info("{domain} refused on the stream to {other}: connecting on its own", domain=self.domain, other=stream.remote)
+            stream.drop(self)
+            self.stream = None
+            self.multiplex = False
+            self.connect(local)
+            return
         self.wanted.discard(local)
         kept: deque[tuple[float, str, domish.Element]] = deque()
         for item in self.queue:
@@ -250,14 +369,21 @@ class Route:
         if stream is not self.stream:
             return
         self.stream = None
-        self.fail(self.failure or "remote-server-timeout")
+        # A stream that never got through negotiation counts as unreachable.
+        self.fail(self.failure or "remote-server-timeout", unreachable=not stream.everReady)
 
     # -- giving up ----------------------------------------------------------------
 
-    def fail(self, condition: str) -> None:
-        """Bounce every queued stanza with C{condition}, fail the verifications, drop the route."""
+    def fail(self, condition: str, unreachable: bool = False) -> None:
+        """
+        Bounce every queued stanza with C{condition}, fail the
+        verifications, drop the route; when the domain could not be
+        reached (C{unreachable}), remember that for negative_cache_time.
+        """
         if self.fed.routes.get(self.domain) is self:
             del self.fed.routes[self.domain]
+        if unreachable:
+            self.fed.unreachable.add(self.domain, condition)
         queue, self.queue = self.queue, deque()
         for _, _, stanza in queue:
             self._bounce(stanza, condition)
@@ -266,6 +392,11 @@ class Route:
             if not d.called:
                 d.callback("remote-server-not-found" if condition == "remote-server-not-found" else "remote-server-timeout")
         self.wanted.clear()
+        attempt, self._attempt = self._attempt, None
+        if attempt is not None:
+            self.connecting = False
+            attempt.cancel()
+        self._settle()
         if self._expiry is not None and self._expiry.active():
             self._expiry.cancel()
         self._expiry = None
@@ -316,11 +447,18 @@ class Federation:
         self.canTLS = True
         self._clientContexts: dict[str, SSL.Context] = {}
         self.routes: dict[str, Route] = {}
+        self.unreachable = NegativeCache(self.config.negative_cache_time, reactor)
+        #: open incoming connections per address, shared by both listeners
+        self.perAddress = AddressLimit(self.config.max_connections_per_address)
         self.streams: set[ServerStream] = set()
         self.stopping = False
         self._resolver = resolver
         self._ownResolver: Any = None
         self._drained: list[defer.Deferred] = []
+        #: outgoing streams by the (IP, port) they connected to, for target multiplexing
+        self.outgoing: dict[tuple[str, int], list[OutboundStream]] = {}
+        #: the route connecting to each (IP, port) until its stream is set up; others wait for it
+        self.connectingAt: dict[tuple[str, int], Route] = {}
 
     def getResolver(self) -> Any:
         """The DNS resolver: the one given, else the system's (made on first use)."""
@@ -348,6 +486,11 @@ class Federation:
         if self.stopping:
             self.router.bounce(stanza, "remote-server-timeout", _TEXTS["system-shutdown"])
             return
+        if domain not in self.routes:
+            condition = self.unreachable.get(domain)
+            if condition is not None:
+                self.router.bounce(stanza, condition, _TEXTS[condition].format(domain=domain))
+                return
         self.route(domain).send(stanza, local)
 
     def route(self, domain: str) -> Route:
@@ -364,10 +507,33 @@ class Federation:
         """
         if self.stopping:
             return defer.succeed("remote-server-timeout")
+        if remote not in self.routes:
+            condition = self.unreachable.get(remote)
+            if condition is not None:
+                return defer.succeed(condition)
         return self.route(remote).verify(local, remote, streamId, key)
 
     def inboundEnded(self, stream: InboundStream) -> None:
         pass
+
+    # -- target multiplexing ----------------------------------------------------------
+
+    def sharedStream(self, address: str, port: int, domain: str) -> OutboundStream | None:
+        """An outgoing stream already connected to C{address}:C{port} that may carry C{domain} too."""
+        for stream in self.outgoing.get((address, port), ()):
+            if stream.canCarry(domain):
+                return stream
+        return None
+
+    def outgoingUp(self, stream: OutboundStream) -> None:
+        self.outgoing.setdefault(stream.peerAddress, []).append(stream)
+
+    def outgoingGone(self, stream: OutboundStream) -> None:
+        streams = self.outgoing.get(stream.peerAddress)
+        if streams is not None and stream in streams:
+            streams.remove(stream)
+            if not streams:
+                del self.outgoing[stream.peerAddress]
 
     # -- connections ------------------------------------------------------------------
 
@@ -406,7 +572,7 @@ class Federation:
             endpoint = endpoints.TCP4ClientEndpoint(self.reactor, address, port, timeout=timeout)
         if directTLS:
             endpoint = endpoints.wrapClientTLS(self.clientTLS(local, route.domain, alpn=True), endpoint)
-        return endpoint.connect(_OutboundFactory(self, route, local, directTLS))
+        return endpoint.connect(_OutboundFactory(self, route, local, directTLS, (address, port)))
 
     def inboundFactory(self) -> InboundFactory:
         """The factory for the STARTTLS listener."""

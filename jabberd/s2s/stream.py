@@ -24,13 +24,15 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.xish import domish
+from zope.interface import implementer
 
 from jabberd import jid as J
 from jabberd.s2s import certs
@@ -62,6 +64,10 @@ _PREFIXES = {NS_STREAMS: "stream", NS_DB: "db"}
 
 #: log every byte in and out (debugging interop; never on by default)
 LOG_TRAFFIC = False
+
+#: dialback requests one incoming stream may have waiting for their
+#: authoritative server at once; more get <resource-constraint/>
+MAX_PENDING_DIALBACK = 100
 
 #: seconds to wait for the peer's closing tag (and TLS close) before cutting the connection
 CLOSE_TIMEOUT = 5.0
@@ -100,8 +106,19 @@ def _domain(value: str | None) -> str | None:
     return jid.host
 
 
+@implementer(IPushProducer)
 class ServerStream(Protocol):
-    """What both sides share: parser, output, TLS facts, closing, idle timeout."""
+    """
+    What both sides share: parser, output, TLS facts, closing, idle timeout.
+
+    Each stream is the push producer of its own transport, so Twisted tells
+    it when the bytes waiting to go out pass the transport's buffer size
+    (64 KiB) and when they have drained: while they wait (L{writable} is
+    false) the outgoing side keeps stanzas in the route's bounded queue
+    instead of the transport, the incoming side stops reading (nothing it
+    would answer can go out), and a peer that leaves our output unread for
+    C{s2s.send_timeout} seconds loses the link.
+    """
 
     log = Logger()
     kind = "s2s"
@@ -117,6 +134,8 @@ class ServerStream(Protocol):
         self.lastActivity = 0.0
         self._idleTimer: IDelayedCall | None = None
         self._closeTimer: IDelayedCall | None = None
+        self.writable = True  # what we write is being read: the transport's buffer is below its size
+        self._stallTimer: IDelayedCall | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.describe()}>"
@@ -128,6 +147,7 @@ class ServerStream(Protocol):
 
     def connectionMade(self) -> None:
         self.fed.streams.add(self)
+        self.transport.registerProducer(self, True)
         self.newParser()
         self.touch()
         self.started()
@@ -170,10 +190,10 @@ class ServerStream(Protocol):
         if self.parser is not None:
             self.parser.stop()
             self.parser = None
-        for timer in (self._idleTimer, self._closeTimer):
+        for timer in (self._idleTimer, self._closeTimer, self._stallTimer):
             if timer is not None and timer.active():
                 timer.cancel()
-        self._idleTimer = self._closeTimer = None
+        self._idleTimer = self._closeTimer = self._stallTimer = None
         self.fed.streamGone(self)
         self.ended()
 
@@ -224,6 +244,8 @@ class ServerStream(Protocol):
         if self.parser is not None:
             self.parser.stop()
         self.closed()
+        # A registered producer keeps the connection open until it leaves.
+        self.transport.unregisterProducer()
         self.transport.loseConnection()
         self._closeTimer = self.fed.reactor.callLater(CLOSE_TIMEOUT, self._abort)
 
@@ -231,10 +253,57 @@ class ServerStream(Protocol):
         """We have closed the stream; nothing more can be sent (subclasses detach)."""
 
     def _abort(self) -> None:
-        self._closeTimer = None
+        timer, self._closeTimer = self._closeTimer, None
+        if timer is not None and timer.active():
+            timer.cancel()
         abort = getattr(self.transport, "abortConnection", None)
         if abort is not None:
             abort()
+
+    # -- flow control (IPushProducer, called by the transport) -------------------
+
+    def pauseProducing(self) -> None:
+        """The transport holds more than its buffer size: stop adding to it."""
+        if not self.writable:
+            return
+        self.writable = False
+        if not self.closing and self._stallTimer is None:
+            self._stallTimer = self.fed.reactor.callLater(self.fed.config.send_timeout, self._stalled)
+        self.stalled()
+
+    def resumeProducing(self) -> None:
+        """The peer read what waited: go on."""
+        if self.writable:
+            return
+        self.writable = True
+        if self._stallTimer is not None and self._stallTimer.active():
+            self._stallTimer.cancel()
+        self._stallTimer = None
+        if not self.closing:
+            self.drained()
+
+    def stopProducing(self) -> None:
+        """The connection is going; connectionLost does the cleaning up."""
+
+    def stalled(self) -> None:
+        """Output stopped draining (subclasses hold back)."""
+
+    def drained(self) -> None:
+        """Output drains again (subclasses go on)."""
+
+    def _stalled(self) -> None:
+        """The peer has not read our output for send_timeout: give up on the link now."""
+        self._stallTimer = None
+        if self.closing:
+            return
+        self.log.info("{stream}: the peer read nothing for {timeout} s, closing", stream=self, timeout=self.fed.config.send_timeout)
+        self.timedOut()
+        self.terminate("connection-timeout", "you stopped reading")
+        # The error cannot get through a full buffer: nothing to wait for.
+        self._abort()
+
+    def timedOut(self) -> None:
+        """The link is closed for not reading (subclasses set the bounce condition)."""
 
     # -- TLS and identity -----------------------------------------------------
 
@@ -267,15 +336,18 @@ class ServerStream(Protocol):
 
     # -- stanzas from the peer ------------------------------------------------
 
-    def acceptStanza(self, stanza: domish.Element, remotes: set[str] | frozenset[str]) -> None:
+    def acceptStanza(self, stanza: domish.Element, pairs: Collection[tuple[str, str]]) -> None:
         """
-        Route a stanza the peer sent, if it may: C{from} in an authenticated
-        remote domain, C{to} in one of ours (else the stream error that says
-        which is wrong).
+        Route a stanza the peer sent, if it may: its C{from} and C{to}
+        domains must be a pair authenticated on this stream (XEP-0220
+        authenticates a sender domain for one target domain at a time, so
+        a peer authenticated for b.example cannot write to c.example before
+        it asked for that pair too); else the stream error that says which
+        is wrong.
         """
         if stanza.uri != NS_SERVER or stanza.name not in STANZA_NAMES:
             raise StreamError("unsupported-stanza-type", f"{stanza.name} is not a stanza")
-        if not remotes:
+        if not pairs:
             raise StreamError("not-authorized", "authenticate first")
         sender, to = stanza.getAttribute("from"), stanza.getAttribute("to")
         if not sender or not to:
@@ -284,14 +356,16 @@ class ServerStream(Protocol):
             fromJID = J.parse(sender)
         except J.InvalidJID:
             raise StreamError("invalid-from", "malformed 'from'") from None
-        if fromJID.host not in remotes:
-            raise StreamError("invalid-from", f"{fromJID.host} is not authenticated on this stream")
         try:
             toJID = J.parse(to)
         except J.InvalidJID:
             raise StreamError("improper-addressing", "malformed 'to'") from None
-        if not self.fed.serves(toJID.host):
-            raise StreamError("host-unknown", f"{toJID.host} is not served here")
+        if (fromJID.host, toJID.host) not in pairs:
+            if not any(sender == fromJID.host for sender, _ in pairs):
+                raise StreamError("invalid-from", f"{fromJID.host} is not authenticated on this stream")
+            if not self.fed.serves(toJID.host):
+                raise StreamError("host-unknown", f"{toJID.host} is not served here")
+            raise StreamError("invalid-from", f"{fromJID.host} is not authenticated for {toJID.host} on this stream")
         normalize(stanza)
         self.touch()
         self.fed.router.route(stanza)
@@ -313,28 +387,49 @@ class InboundStream(ServerStream):
         self.secure = directTLS
         self.local = ""  # our domain, the stream's 'to'
         self.peer: str | None = None  # the stream's 'from', when given
-        self.remotes: set[str] = set()  # remote domains authenticated on this stream
-        self.methods: dict[str, str] = {}  # remote domain -> how: "sasl", "certificate", "dialback"
+        #: (remote, local) domain pairs the peer may send stanzas for -> how the
+        #: remote domain authenticated: "sasl", "certificate" or "dialback"
+        self.pairs: dict[tuple[str, str], str] = {}
         self.pending: set[tuple[str, str]] = set()  # (remote, local) dialback requests being checked
         self.sasl = False
         self.legacy = False
         self._authTimer: IDelayedCall | None = None
+        self.address = ""  # the peer's IP address, counted in fed.perAddress
+        self._counted = False
 
     def describe(self) -> str:
         return f"from {self.peer or '?'} to {self.local or '?'}"
 
     def started(self) -> None:
+        self.address = getattr(self.transport.getPeer(), "host", "") or ""
+        if not self.fed.perAddress.acquire(self.address):
+            # Refused after our header (RFC 6120 §4.9.1.2), never read.
+            self.log.info("too many server connections from {address}", address=self.address)
+            self.terminate("policy-violation", "too many connections from your address")
+            return
+        self._counted = True
         self._authTimer = self.fed.reactor.callLater(self.fed.config.auth_timeout, self._authTimeout)
+
+    def stalled(self) -> None:
+        # Everything the peer sends wants an answer it does not read: stop
+        # reading until it does (or send_timeout ends the stream).
+        self.transport.pauseProducing()
+
+    def drained(self) -> None:
+        self.transport.resumeProducing()
 
     def _authTimeout(self) -> None:
         self._authTimer = None
-        if not self.remotes and not self.closing:
+        if not self.pairs and not self.closing:
             self.terminate("connection-timeout", "authentication took too long")
 
     def ended(self) -> None:
         if self._authTimer is not None and self._authTimer.active():
             self._authTimer.cancel()
         self._authTimer = None
+        if self._counted:
+            self._counted = False
+            self.fed.perAddress.release(self.address)
         self.fed.inboundEnded(self)
 
     def errorHeader(self) -> dict[str, str]:
@@ -390,7 +485,7 @@ class InboundStream(ServerStream):
             if config.require_tls:
                 starttls.addElement("required")
                 return features
-        if not self.remotes and not self.sasl and self.peer and self._certificateFor(self.peer, certs.CLIENT):
+        if not self.pairs and not self.sasl and self.peer and self._certificateFor(self.peer, certs.CLIENT):
             mechanisms = features.addElement((NS_SASL, "mechanisms"))
             mechanisms.addElement("mechanism", content="EXTERNAL")
         if config.dialback:
@@ -403,7 +498,7 @@ class InboundStream(ServerStream):
     def onElement(self, element: domish.Element) -> None:
         uri, name = element.uri, element.name
         if uri == NS_SERVER:
-            self.acceptStanza(element, self.remotes)
+            self.acceptStanza(element, self.pairs)
         elif uri == NS_DB and name == "result":
             if element.getAttribute("type") is None:
                 self._dialbackRequest(element)
@@ -422,7 +517,7 @@ class InboundStream(ServerStream):
     # STARTTLS
 
     def _startTLS(self) -> None:
-        if self.secure or not self.fed.canTLS or self.remotes:
+        if self.secure or not self.fed.canTLS or self.pairs:
             self.send(domish.Element((NS_TLS, "failure")))
             self.close()
             return
@@ -437,7 +532,7 @@ class InboundStream(ServerStream):
         if self.fed.config.require_tls and not self.secure:
             self._saslFailure("encryption-required")
             return
-        if self.remotes or self.sasl:
+        if self.pairs or self.sasl:
             raise StreamError("policy-violation", "already authenticated")
         if auth.getAttribute("mechanism") != "EXTERNAL":
             self._saslFailure("invalid-mechanism")
@@ -458,7 +553,7 @@ class InboundStream(ServerStream):
         self.sasl = True
         self.peer = domain
         self.send(domish.Element((NS_SASL, "success")))
-        self._authenticated(domain, "sasl")
+        self._authenticated(domain, self.local, "sasl")
         self.newParser()
 
     def _saslFailure(self, condition: str) -> None:
@@ -480,18 +575,27 @@ class InboundStream(ServerStream):
             else:
                 self.send(dbElement("result", local, remote, type_))
 
+        # Any domain of ours may be asked for, not only the header's 'to':
+        # the peer multiplexes its targets (XEP-0220 §2.4.3), each pair
+        # authenticated on its own.
         if not self.fed.serves(local):
-            answer(None, "item-not-found")
+            if self.legacy:
+                # A pre-1.0 peer never saw our <errors/> feature: RFC 3920's stream error.
+                raise StreamError("host-unknown", f"this server does not serve {local}")
+            answer(None, "item-not-found")  # not fatal: other pairs may be in use
         elif self.fed.config.require_tls and not self.secure:
             answer(None, "policy-violation")
-        elif remote in self.remotes:
+        elif (remote, local) in self.pairs:
             answer("valid")
         elif self._certificateFor(remote, certs.ANY):
             # The TLS certificate already proves who the peer is (XEP-0344).
-            self._authenticated(remote, "certificate")
+            self._authenticated(remote, local, "certificate")
             answer("valid")
         elif self.fed.config.require_certificate or not self.fed.config.dialback or not key:
             answer(None, "not-authorized")
+        elif len(self.pending) >= MAX_PENDING_DIALBACK and (remote, local) not in self.pending:
+            # Each request may cost a connection to its claimed domain.
+            answer(None, "resource-constraint")
         elif (remote, local) not in self.pending:
             self.pending.add((remote, local))
             d = self.fed.verifyDialback(local, remote, self.streamId, key)
@@ -503,11 +607,11 @@ class InboundStream(ServerStream):
         if self.closing:
             return
         if result == "valid":
-            self._authenticated(remote, "dialback")
+            self._authenticated(remote, local, "dialback")
             self.send(dbElement("result", local, remote, "valid"))
         elif result == "invalid":
             self.log.warn("{stream}: dialback key for {remote} is invalid", stream=self, remote=remote)
-            if self.remotes:
+            if self.pairs:
                 self.send(dbError("result", local, remote, "forbidden"))
             else:
                 self.send(dbElement("result", local, remote, "invalid"))
@@ -515,14 +619,15 @@ class InboundStream(ServerStream):
         else:
             self.send(dbError("result", local, remote, result))
 
-    def _authenticated(self, remote: str, how: str) -> None:
-        first = not self.remotes
-        self.remotes.add(remote)
-        self.methods[remote] = how
+    def _authenticated(self, remote: str, local: str, how: str) -> None:
+        """The peer may now send stanzas from C{remote} to C{local}."""
+        first = not self.pairs
+        self.pairs[(remote, local)] = how
+        self.fed.unreachable.forget(remote)  # its server is up after all
         if first and self._authTimer is not None and self._authTimer.active():
             self._authTimer.cancel()
             self._authTimer = None
-        self.log.info("{stream}: {remote} authenticated by {how}", stream=self, remote=remote, how=how)
+        self.log.info("{stream}: {remote} authenticated for {local} by {how}", stream=self, remote=remote, local=local, how=how)
 
     # dialback: we are the authoritative server
 
@@ -545,35 +650,45 @@ class InboundStream(ServerStream):
 
 class OutboundStream(ServerStream):
     """
-    A stream we opened to a peer for one remote domain (the L{Route}'s):
-    STARTTLS, then SASL EXTERNAL when both certificates allow it, else
-    dialback for each local domain that has something to send
-    (multiplexing sender domains over this one stream).
+    A stream we opened to a peer for one remote domain (the L{Route} that
+    connected): STARTTLS, then SASL EXTERNAL when both certificates allow
+    it, else dialback for each local domain that has something to send
+    (sender multiplexing).  Once set up it may carry other domains the
+    same peer serves as well, each (local, remote) pair with its own
+    dialback request (target multiplexing, L{canCarry}): one connection
+    per peer server instead of one per remote domain.
     """
 
     kind = "s2s-out"
 
-    def __init__(self, fed: Federation, route: Route, local: str, directTLS: bool = False) -> None:
+    def __init__(
+        self, fed: Federation, route: Route, local: str, directTLS: bool = False, address: tuple[str, int] = ("", 0)
+    ) -> None:
         super().__init__(fed)
-        self.route = route
+        self.route = route  # the route that opened it: the header's 'to'
         self.remote = route.domain
+        self.routes: dict[str, Route] = {route.domain: route}  # every remote domain carried
         self.local = local  # the stream header's 'from'
+        self.peerAddress = address  # the (IP, port) we connected to
         self.secure = directTLS
         self.ready = False  # negotiation is over: db:result / db:verify may be sent
         self.everReady = False
-        self.authenticated: set[str] = set()  # our domains the peer accepts stanzas from
-        self.methods: dict[str, str] = {}  # our domain -> how: "sasl" or "dialback"
-        self.dialbackPending: set[str] = set()
+        #: (local, remote) pairs the peer accepts stanzas for -> how: "sasl" or "dialback"
+        self.pairs: dict[tuple[str, str], str] = {}
+        self.dialbackPending: set[tuple[str, str]] = set()  # (local, remote) pairs asked for
         self.dialback = False  # the peer does dialback
+        self.dialbackErrors = False  # ... and announced dialback errors (XEP-0220 §2.4.2)
         self.saslTried = False
         self.peerTrusted = False  # the peer's certificate is valid for its domain
-        self.verifies: dict[tuple[str, str], list[Any]] = {}  # (local, id) -> Deferreds
+        self.verifies: dict[tuple[str, str, str], list[Any]] = {}  # (local, remote, id) -> Deferreds
 
     def describe(self) -> str:
-        return f"{self.local} to {self.remote}"
+        more = f" (+{len(self.routes) - 1})" if len(self.routes) > 1 else ""
+        return f"{self.local} to {self.remote}{more}"
 
     def started(self) -> None:
         self.route.attach(self)
+        self.fed.outgoingUp(self)
         self._openStream()
 
     def _openStream(self) -> None:
@@ -616,8 +731,7 @@ class OutboundStream(ServerStream):
             self.fail("remote-server-timeout", "STARTTLS failed")
         elif uri == NS_SASL and name == "success":
             # Stanzas wait for the restarted stream's features (_negotiated).
-            self.authenticated.add(self.local)
-            self.methods[self.local] = "sasl"
+            self.pairs[(self.local, self.remote)] = "sasl"
             self.log.info("{stream}: authenticated by SASL EXTERNAL", stream=self)
             self.newParser()
             self._openStream()
@@ -634,11 +748,16 @@ class OutboundStream(ServerStream):
 
     bidi = False
 
-    def bidiRemotes(self) -> frozenset[str]:
-        return frozenset((self.remote,)) if self.authenticated else frozenset()
+    def bidiRemotes(self) -> frozenset[tuple[str, str]]:
+        return frozenset({(self.remote, self.local)}) if (self.local, self.remote) in self.pairs else frozenset()
 
     def _features(self, features: domish.Element) -> None:
         config = self.fed.config
+        for child in features.elements():
+            if child.uri == NS_DB_FEATURE and child.name == "dialback":
+                self.dialback = True
+                if any(c.name == "errors" for c in child.elements()):
+                    self.dialbackErrors = True
         if self.ready:
             return  # features after SASL: nothing more to negotiate
         if not self.secure:
@@ -653,9 +772,6 @@ class OutboundStream(ServerStream):
             if config.require_certificate and not self.peerTrusted:
                 self.fail("remote-server-timeout", "the peer's certificate is not valid for its domain")
                 return
-        for child in features.elements():
-            if child.uri == NS_DB_FEATURE and child.name == "dialback":
-                self.dialback = True
         mechanisms = [
             str(m).strip()
             for c in features.elements()
@@ -677,46 +793,84 @@ class OutboundStream(ServerStream):
             return
         self.ready = self.everReady = True
         self.route.streamReady(self)
-        if self.local in self.authenticated:
+        if (self.local, self.remote) in self.pairs:
             self.route.authenticated(self, self.local)
 
-    def authenticate(self, local: str) -> None:
-        """Ask the peer to accept stanzas from C{local} (dialback, multiplexed)."""
-        if not self.ready or local in self.authenticated or local in self.dialbackPending:
+    # target multiplexing (XEP-0220 §2.4.3)
+
+    def canCarry(self, domain: str) -> bool:
+        """
+        Whether stanzas to C{domain}, which resolves to the address and port
+        this stream is connected to, may go over it rather than a connection
+        of their own: the stream is set up, the peer does dialback and
+        announced dialback errors (so refusing the new pair does not end
+        the stream for the others), and, when we insist on certificates,
+        the peer's certificate names C{domain} too.  The pair itself is
+        then asked for with a dialback request, as a new connection would.
+        """
+        config = self.fed.config
+        if not (config.multiplex_targets and config.dialback and self.dialback and self.dialbackErrors):
+            return False
+        if not self.ready or self.closing or domain in self.routes:
+            return False
+        return not config.require_certificate or self.certificate().authenticates(domain, certs.SERVER)
+
+    def carry(self, route: Route) -> None:
+        """Send C{route}'s stanzas over this stream too; its pairs are asked for at once."""
+        self.routes[route.domain] = route
+        route.attach(self)
+        self.log.info("{stream}: carrying {domain} as well", stream=self, domain=route.domain)
+        route.streamReady(self)
+
+    def drop(self, route: Route) -> None:
+        """C{route} leaves this stream (the peer would not take its domain here)."""
+        if self.routes.get(route.domain) is route and route is not self.route:
+            del self.routes[route.domain]
+            self.dialbackPending = {p for p in self.dialbackPending if p[1] != route.domain}
+
+    # dialback: we are the initiating server
+
+    def authenticate(self, local: str, remote: str) -> None:
+        """Ask the peer to accept stanzas from C{local} to C{remote} (dialback, multiplexed)."""
+        pair = (local, remote)
+        route = self.routes.get(remote)
+        if route is None or not self.ready or pair in self.pairs or pair in self.dialbackPending:
             return
         if not self.dialback or not self.fed.config.dialback or (self.fed.config.require_certificate and local != self.local):
-            self.route.authFailed(self, local, "remote-server-timeout")
+            route.authFailed(self, local, "remote-server-timeout")
             return
-        self.dialbackPending.add(local)
-        key = self.fed.keys.make(self.remote, local, self.streamId)
-        self.send(dbElement("result", local, self.remote, key=key))
+        self.dialbackPending.add(pair)
+        key = self.fed.keys.make(remote, local, self.streamId)
+        self.send(dbElement("result", local, remote, key=key))
 
     def _dialbackResult(self, result: domish.Element) -> None:
         local, remote = _domain(result.getAttribute("to")), _domain(result.getAttribute("from"))
-        if local not in self.dialbackPending or remote != self.remote:
-            return  # not an answer to anything we asked on this stream
-        self.dialbackPending.discard(local)
+        if local is None or remote is None or (local, remote) not in self.dialbackPending:
+            return  # not an answer to anything we asked on this stream (XEP-0220 §4.1)
+        self.dialbackPending.discard((local, remote))
+        route = self.routes[remote]
         type_ = result.getAttribute("type")
         if type_ == "valid":
-            self.authenticated.add(local)
-            self.methods[local] = "dialback"
-            self.log.info("{stream}: {local} authenticated by dialback", stream=self, local=local)
-            self.route.authenticated(self, local)
+            self.pairs[(local, remote)] = "dialback"
+            self.log.info("{stream}: {local} authenticated for {remote} by dialback", stream=self, local=local, remote=remote)
+            route.authenticated(self, local)
         elif type_ == "invalid":
-            self.route.authFailed(self, local, "remote-server-timeout")
+            route.authFailed(self, local, "remote-server-timeout")
         else:
             condition = errorCondition(result)
-            self.log.info("{stream}: dialback error {condition} for {local}", stream=self, condition=condition, local=local)
-            self.route.authFailed(self, local, "remote-server-timeout")
+            self.log.info(
+                "{stream}: dialback error {condition} for {local} to {remote}", stream=self, condition=condition, local=local, remote=remote
+            )
+            route.authFailed(self, local, "remote-server-timeout")
 
     def sendVerify(self, local: str, remote: str, streamId: str, key: str, d: Any) -> None:
         """Ask the peer, as authoritative server for C{remote}, whether C{key} is its own."""
-        self.verifies.setdefault((local, streamId), []).append(d)
+        self.verifies.setdefault((local, remote, streamId), []).append(d)
         self.send(dbElement("verify", local, remote, id_=streamId, key=key))
 
     def _verifyResult(self, answer: domish.Element) -> None:
-        local = _domain(answer.getAttribute("to"))
-        waiting = self.verifies.pop((local or "", answer.getAttribute("id") or ""), None)
+        local, remote = _domain(answer.getAttribute("to")), _domain(answer.getAttribute("from"))
+        waiting = self.verifies.pop((local or "", remote or "", answer.getAttribute("id") or ""), None)
         if not waiting:
             return
         type_ = answer.getAttribute("type")
@@ -733,6 +887,14 @@ class OutboundStream(ServerStream):
         self.touch()
         self.send(stanza)
 
+    def drained(self) -> None:
+        for route in list(self.routes.values()):
+            route.flush(self)
+
+    def timedOut(self) -> None:
+        for route in list(self.routes.values()):
+            route.streamFailed(self, "remote-server-timeout")
+
     def fail(self, condition: str, text: str) -> None:
         """Negotiation cannot succeed: close; the route bounces what waits with C{condition}."""
         self.log.info("{stream}: {text}", stream=self, text=text)
@@ -740,10 +902,13 @@ class OutboundStream(ServerStream):
         self.close()
 
     def closed(self) -> None:
-        self.route.streamClosed(self)
+        for route in list(self.routes.values()):
+            route.streamClosed(self)
 
     def ended(self) -> None:
-        self.route.streamClosed(self)
+        self.fed.outgoingGone(self)
+        for route in list(self.routes.values()):
+            route.streamClosed(self)
         waiting, self.verifies = self.verifies, {}
         for ds in waiting.values():
             for d in ds:

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Sequence
 import sqlalchemy as sa
 from twisted.internet.defer import Deferred
 
-from jabberd.store.schema import account_credentials, accounts
+from jabberd.store.schema import account_id_txn as _accountId
+from jabberd.store.schema import account_credentials, accountNamed, accounts
 
 if TYPE_CHECKING:
     from jabberd.store.database import Store
@@ -57,13 +58,6 @@ class AccountExists(Exception):
 class NoSuchAccount(Exception):
     """No account has this host and username."""
 
-
-def _accountId(conn: sa.Connection, host: str, username: str) -> int | None:
-    return conn.execute(
-        sa.select(accounts.c.id).where(
-            accounts.c.host == host, accounts.c.username == username
-        )
-    ).scalar_one_or_none()
 
 
 def _insertCredentials(
@@ -143,6 +137,20 @@ def delete_account_txn(conn: sa.Connection, host: str, username: str) -> None:
         raise NoSuchAccount(f"{username}@{host}")
 
 
+#: Every login reads this: built once (see L{jabberd.store.schema.accountNamed}).
+_CREDENTIALS = (
+    sa.select(
+        account_credentials.c.mechanism,
+        account_credentials.c.salt,
+        account_credentials.c.iterations,
+        account_credentials.c.stored_key,
+        account_credentials.c.server_key,
+    )
+    .select_from(accounts.outerjoin(account_credentials))
+    .where(accountNamed())
+)
+
+
 def get_credentials_txn(
     conn: sa.Connection, host: str, username: str
 ) -> dict[str, ScramCredential] | None:
@@ -152,12 +160,7 @@ def get_credentials_txn(
     An account without credentials gives C{{}} (it exists but cannot log in
     with a password), which is why this is one outer join and not two queries.
     """
-    c = account_credentials.c
-    rows = conn.execute(
-        sa.select(c.mechanism, c.salt, c.iterations, c.stored_key, c.server_key)
-        .select_from(accounts.outerjoin(account_credentials))
-        .where(accounts.c.host == host, accounts.c.username == username)
-    ).all()
+    rows = conn.execute(_CREDENTIALS, {"acct_host": host, "acct_user": username}).all()
     if not rows:
         return None
     return {

@@ -25,7 +25,8 @@ import sqlalchemy as sa
 from twisted.internet.defer import Deferred
 
 from jabberd.store.accounts import NoSuchAccount
-from jabberd.store.schema import UTCDateTime, accounts, metadata
+from jabberd.store.schema import account_id_txn as _accountId
+from jabberd.store.schema import UTCDateTime, accountNamed, accounts, metadata
 
 if TYPE_CHECKING:
     from jabberd.store.database import Store
@@ -72,11 +73,6 @@ class OfflineQuotaExceeded(Exception):
     """The account already holds its maximum number of offline messages."""
 
 
-def _accountId(conn: sa.Connection, host: str, username: str) -> int | None:
-    return conn.execute(
-        sa.select(accounts.c.id).where(accounts.c.host == host, accounts.c.username == username)
-    ).scalar_one_or_none()
-
 
 def store_offline_message_txn(
     conn: sa.Connection, host: str, username: str, stamp: datetime, stanza: str, limit: int
@@ -100,20 +96,27 @@ def store_offline_message_txn(
     return int(result.inserted_primary_key[0])
 
 
+#: A login with stored messages reads them: built once (see
+#: L{jabberd.store.schema.accountNamed}).
+_MESSAGES = (
+    sa.select(offline_messages.c.id, offline_messages.c.stamp, offline_messages.c.stanza)
+    .select_from(offline_messages.join(accounts))
+    .where(accountNamed(), offline_messages.c.id > sa.bindparam("after_id"))
+    .order_by(offline_messages.c.id)
+)
+_MESSAGES_LIMITED = _MESSAGES.limit(sa.bindparam("limit"))
+
+
 def get_offline_messages_txn(
     conn: sa.Connection, host: str, username: str, afterId: int = 0, limit: int | None = None
 ) -> list[OfflineMessage]:
     """An account's stored messages with an id above C{afterId}, oldest first (at most C{limit})."""
-    c = offline_messages.c
-    query = (
-        sa.select(c.id, c.stamp, c.stanza)
-        .select_from(offline_messages.join(accounts))
-        .where(accounts.c.host == host, accounts.c.username == username, c.id > afterId)
-        .order_by(c.id)
-    )
-    if limit is not None:
-        query = query.limit(limit)
-    return [OfflineMessage(row.id, row.stamp, row.stanza) for row in conn.execute(query)]
+    params = {"acct_host": host, "acct_user": username, "after_id": afterId}
+    if limit is None:
+        rows = conn.execute(_MESSAGES, params)
+    else:
+        rows = conn.execute(_MESSAGES_LIMITED, {**params, "limit": limit})
+    return [OfflineMessage(row.id, row.stamp, row.stanza) for row in rows]
 
 
 def delete_offline_messages_txn(conn: sa.Connection, host: str, username: str, ids: Sequence[int]) -> int:

@@ -32,6 +32,7 @@ from typing import Any, Iterable, Mapping, NamedTuple
 
 import sqlalchemy as sa
 
+from jabberd.store.schema import account_id_txn as _accountId
 from jabberd.store.schema import UTCDateTime, accounts, metadata
 
 __all__ = [
@@ -135,11 +136,6 @@ class StoredNode(NamedTuple):
 
 # -- helpers -----------------------------------------------------------------------
 
-
-def _accountId(conn: sa.Connection, host: str, username: str) -> int | None:
-    return conn.execute(
-        sa.select(accounts.c.id).where(accounts.c.host == host, accounts.c.username == username)
-    ).scalar_one_or_none()
 
 
 def _item(row: Any) -> StoredItem:

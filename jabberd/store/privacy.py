@@ -34,6 +34,7 @@ from typing import Sequence
 import sqlalchemy as sa
 
 from jabberd.privacy import PrivacyItem
+from jabberd.store.schema import account_id_txn as _accountId
 from jabberd.store.schema import accounts, metadata
 
 __all__ = [
@@ -109,11 +110,6 @@ class PrivacyData:
 
 # -- queries -------------------------------------------------------------------
 
-
-def _accountId(conn: sa.Connection, host: str, username: str) -> int | None:
-    return conn.execute(
-        sa.select(accounts.c.id).where(accounts.c.host == host, accounts.c.username == username)
-    ).scalar_one_or_none()
 
 
 def load_privacy_txn(conn: sa.Connection, host: str, username: str) -> PrivacyData | None:

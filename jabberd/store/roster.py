@@ -33,7 +33,8 @@ from typing import Iterable, Sequence
 
 import sqlalchemy as sa
 
-from jabberd.store.schema import UTCDateTime, accounts, metadata
+from jabberd.store.schema import account_id_txn as _accountId
+from jabberd.store.schema import UTCDateTime, accountNamed, accounts, metadata
 
 __all__ = [
     "RosterItem",
@@ -198,11 +199,6 @@ class RosterState:
 # -- queries -------------------------------------------------------------------
 
 
-def _accountId(conn: sa.Connection, host: str, username: str) -> int | None:
-    return conn.execute(
-        sa.select(accounts.c.id).where(accounts.c.host == host, accounts.c.username == username)
-    ).scalar_one_or_none()
-
 
 def _requireAccount(conn: sa.Connection, host: str, username: str) -> int:
     from jabberd.store.accounts import NoSuchAccount
@@ -213,46 +209,91 @@ def _requireAccount(conn: sa.Connection, host: str, username: str) -> int:
     return accountId
 
 
+#: Asked for every presence-gated query (last activity, disco): built once.
+_SUBSCRIPTION = (
+    sa.select(roster_items.c.subscription)
+    .select_from(roster_items.join(accounts, accounts.c.id == roster_items.c.account_id))
+    .where(accountNamed(), roster_items.c.jid == sa.bindparam("contact"))
+)
+
+
 def get_subscription_txn(conn: sa.Connection, host: str, username: str, contact: str) -> str:
     """
     The subscription between an account and C{contact} (a bare JID string):
     "none", "to", "from" or "both"; "none" when there is no such item.
     """
-    c = roster_items.c
-    value = conn.execute(
-        sa.select(c.subscription)
-        .select_from(roster_items.join(accounts, accounts.c.id == c.account_id))
-        .where(accounts.c.host == host, accounts.c.username == username, c.jid == contact)
-    ).scalar_one_or_none()
+    value = conn.execute(_SUBSCRIPTION, {"acct_host": host, "acct_user": username, "contact": contact}).scalar_one_or_none()
     return value or "none"
 
 
-def _items(conn: sa.Connection, accountId: int) -> tuple[dict[str, RosterItem], dict[str, int]]:
-    groups: dict[str, list[str]] = {}
-    for row in conn.execute(
-        sa.select(roster_groups.c.jid, roster_groups.c.name).where(
-            roster_groups.c.account_id == accountId
+# The statements of a roster load (every login) are built once (see
+# L{jabberd.store.schema.accountNamed}), and there are three of them, where
+# one per table (six) would cost about 80 µs of SQLAlchemy each: the account
+# with its version row, the items with their groups, and the pending
+# requests with the tombstones.
+
+_ACCOUNT_VERSION = (
+    sa.select(accounts.c.id, roster_versions.c.epoch, roster_versions.c.version, roster_versions.c.floor)
+    .select_from(accounts.outerjoin(roster_versions))
+    .where(accountNamed())
+)
+
+# One row per (item, group); an item without groups has one row with group None.
+_ITEMS = (
+    sa.select(
+        roster_items.c.jid,
+        roster_items.c.name,
+        roster_items.c.subscription,
+        roster_items.c.ask,
+        roster_items.c.approved,
+        roster_items.c.version,
+        roster_groups.c.name.label("group_name"),
+    )
+    .select_from(
+        roster_items.outerjoin(
+            roster_groups,
+            sa.and_(roster_groups.c.account_id == roster_items.c.account_id, roster_groups.c.jid == roster_items.c.jid),
         )
-    ):
-        groups.setdefault(row.jid, []).append(row.name)
+    )
+    .where(roster_items.c.account_id == sa.bindparam("account_id"))
+)
+
+# Pending requests (kind 0, in the order they came) then tombstones (kind 1).
+_PENDING_AND_TOMBSTONES = sa.union_all(
+    sa.select(
+        sa.literal_column("0").label("kind"),
+        roster_pending.c.jid,
+        roster_pending.c.stanza,
+        sa.cast(sa.null(), sa.Integer).label("version"),
+        roster_pending.c.received,
+    ).where(roster_pending.c.account_id == sa.bindparam("account_id")),
+    sa.select(
+        sa.literal_column("1"),
+        roster_tombstones.c.jid,
+        sa.cast(sa.null(), sa.Text),
+        roster_tombstones.c.version,
+        sa.cast(sa.null(), UTCDateTime),
+    ).where(roster_tombstones.c.account_id == sa.bindparam("account_id")),
+).order_by(sa.literal_column("kind"), sa.literal_column("received"), sa.literal_column("jid"))
+
+
+def _items(conn: sa.Connection, accountId: int) -> tuple[dict[str, RosterItem], dict[str, int]]:
+    # Rows unpacked as tuples: attribute access on a Row costs more than
+    # the query itself for a 20-item roster.
+    first: dict[str, tuple] = {}
+    groups: dict[str, list[str]] = {}
+    for jid, name, subscription, ask, approved, version, group in conn.execute(_ITEMS, {"account_id": accountId}):
+        if jid not in first:
+            first[jid] = (name, subscription, ask, approved, version)
+        if group is not None:
+            groups.setdefault(jid, []).append(group)
     items: dict[str, RosterItem] = {}
     versions: dict[str, int] = {}
-    c = roster_items.c
-    for row in conn.execute(
-        sa.select(c.jid, c.name, c.subscription, c.ask, c.approved, c.version).where(
-            c.account_id == accountId
-        )
-    ):
-        items[row.jid] = RosterItem(
-            jid=row.jid,
-            name=row.name,
-            subscription=row.subscription,
-            ask=bool(row.ask),
-            approved=bool(row.approved),
-            # Sorted: the same order on every backend and collation.
-            groups=tuple(sorted(groups.get(row.jid, ()))),
-        )
-        versions[row.jid] = row.version
+    for jid, (name, subscription, ask, approved, version) in first.items():
+        # Groups sorted: the same order on every backend and collation.
+        itemGroups = tuple(sorted(groups[jid])) if jid in groups else ()
+        items[jid] = RosterItem(jid, name, subscription, bool(ask), bool(approved), itemGroups)
+        versions[jid] = version
     return items, versions
 
 
@@ -267,32 +308,20 @@ def get_roster_txn(conn: sa.Connection, host: str, username: str) -> list[Roster
 
 def load_roster_txn(conn: sa.Connection, host: str, username: str) -> RosterState | None:
     """Everything about an account's roster; None when the account does not exist."""
-    accountId = _accountId(conn, host, username)
-    if accountId is None:
+    account = conn.execute(_ACCOUNT_VERSION, {"acct_host": host, "acct_user": username}).one_or_none()
+    if account is None:
         return None
     state = RosterState()
-    state.items, state.itemVersions = _items(conn, accountId)
-    for row in conn.execute(
-        sa.select(roster_pending.c.jid, roster_pending.c.stanza)
-        .where(roster_pending.c.account_id == accountId)
-        .order_by(roster_pending.c.received, roster_pending.c.jid)
-    ):
-        state.pending[row.jid] = row.stanza
-    for row in conn.execute(
-        sa.select(roster_tombstones.c.jid, roster_tombstones.c.version).where(
-            roster_tombstones.c.account_id == accountId
-        )
-    ):
-        state.tombstones[row.jid] = row.version
-    row = conn.execute(
-        sa.select(roster_versions.c.epoch, roster_versions.c.version, roster_versions.c.floor).where(
-            roster_versions.c.account_id == accountId
-        )
-    ).one_or_none()
-    if row is None:
+    state.items, state.itemVersions = _items(conn, account.id)
+    for row in conn.execute(_PENDING_AND_TOMBSTONES, {"account_id": account.id}):
+        if row.kind == 0:
+            state.pending[row.jid] = row.stanza
+        else:
+            state.tombstones[row.jid] = row.version
+    if account.epoch is None:
         state.epoch = secrets.token_hex(4)
     else:
-        state.epoch, state.version, state.floor, state.stored = row.epoch, row.version, row.floor, True
+        state.epoch, state.version, state.floor, state.stored = account.epoch, account.version, account.floor, True
     return state
 
 

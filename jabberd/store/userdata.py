@@ -29,7 +29,8 @@ from typing import Iterable, Mapping
 import sqlalchemy as sa
 
 from jabberd.store import roster as _roster
-from jabberd.store.schema import UTCDateTime, accounts, metadata
+from jabberd.store.schema import account_id_txn as _accountId
+from jabberd.store.schema import UTCDateTime, accountNamed, accounts, metadata
 
 __all__ = [
     "vcards",
@@ -94,11 +95,6 @@ last_activity = sa.Table(
 class QuotaExceeded(Exception):
     """A write would take the account over its storage limit; nothing was written."""
 
-
-def _accountId(conn: sa.Connection, host: str, username: str) -> int | None:
-    return conn.execute(
-        sa.select(accounts.c.id).where(accounts.c.host == host, accounts.c.username == username)
-    ).scalar_one_or_none()
 
 
 def _upsert(conn: sa.Connection, table: sa.Table, key: Mapping[str, object], values: Mapping[str, object]) -> None:
@@ -190,14 +186,41 @@ def set_private_txn(
 # -- last activity -------------------------------------------------------------------
 
 
+# Built once (see L{jabberd.store.schema.accountNamed}): every logout is
+# written with these, many in one transaction (jabberd.modules.last batches
+# them), each statement run once for the whole batch (executemany).
+
+_LAST_ACTIVITY = (
+    sa.select(last_activity.c.logout, last_activity.c.status)
+    .select_from(last_activity.join(accounts, accounts.c.id == last_activity.c.account_id))
+    .where(accountNamed())
+)
+
+_ACCOUNT_ID = sa.select(accounts.c.id).where(accountNamed()).scalar_subquery()
+
+_UPDATE_LAST_ACTIVITY = (
+    last_activity.update()
+    .where(last_activity.c.account_id == _ACCOUNT_ID)
+    .values(logout=sa.bindparam("logout_at", type_=UTCDateTime), status=sa.bindparam("status_text", type_=sa.Text))
+)
+
+# Inserts a row only for an existing account that has none yet.
+_INSERT_LAST_ACTIVITY = last_activity.insert().from_select(
+    ["account_id", "logout", "status"],
+    sa.select(
+        accounts.c.id,
+        sa.bindparam("logout_at", type_=UTCDateTime),
+        sa.bindparam("status_text", type_=sa.Text),
+    ).where(
+        accountNamed(),
+        ~sa.exists().where(last_activity.c.account_id == accounts.c.id),
+    ),
+)
+
+
 def get_last_activity_txn(conn: sa.Connection, host: str, username: str) -> tuple[datetime, str] | None:
     """When the account last logged out and its last status text; None if never recorded."""
-    c = last_activity.c
-    row = conn.execute(
-        sa.select(c.logout, c.status)
-        .select_from(last_activity.join(accounts, accounts.c.id == c.account_id))
-        .where(accounts.c.host == host, accounts.c.username == username)
-    ).one_or_none()
+    row = conn.execute(_LAST_ACTIVITY, {"acct_host": host, "acct_user": username}).one_or_none()
     return None if row is None else (row.logout, row.status)
 
 
@@ -207,12 +230,31 @@ def set_last_activity_txn(
     """
     Record C{(host, username, logout, status)} for each account that logged
     out (one transaction for many: a server shutting down logs everybody
-    out at once).  Accounts that no longer exist are skipped.
+    out at once); for an account listed twice the later one stays.
+    Accounts that no longer exist are skipped.
+
+    Two statements for the whole batch: insert the rows missing, then
+    update all (in list order, so the later of two entries wins).  The
+    insert runs in a savepoint: should another transaction insert the same
+    account's row at the same moment (PostgreSQL runs interactions in
+    parallel), the batch is written row by row instead.
     """
-    for host, username, when, status in logouts:
-        accountId = _accountId(conn, host, username)
-        if accountId is not None:
-            _upsert(conn, last_activity, {"account_id": accountId}, {"logout": when, "status": status})
+    params = [
+        {"acct_host": host, "acct_user": username, "logout_at": when, "status_text": status}
+        for host, username, when, status in logouts
+    ]
+    if not params:
+        return
+    try:
+        with conn.begin_nested():
+            conn.execute(_INSERT_LAST_ACTIVITY, params)
+    except sa.exc.IntegrityError:
+        for p in params:
+            accountId = _accountId(conn, p["acct_host"], p["acct_user"])
+            if accountId is not None:
+                _upsert(conn, last_activity, {"account_id": accountId}, {"logout": p["logout_at"], "status": p["status_text"]})
+        return
+    conn.execute(_UPDATE_LAST_ACTIVITY, params)
 
 
 # -- who may see an account's presence ---------------------------------------------------

@@ -49,3 +49,25 @@ class IdleTimeoutTests(StreamErrorMixin, unittest.TestCase):
         client, _ = yield self.login("alice@localhost")
         yield task.deferLater(reactor, 0.8, lambda: None)
         self.assertFalse(client.lost)
+
+
+class IdleParserTests(StreamErrorMixin, unittest.TestCase):
+    @defer.inlineCallbacks
+    def setUp(self):
+        yield self.startServer()
+        yield self.addUser("alice@localhost")
+
+    @defer.inlineCallbacks
+    def test_idleStreamParserReleased(self):
+        """A stream that read nothing between two sweeps loses its parser, and its next stanza is read and answered as before."""
+        client, jid = yield self.login("alice@localhost")
+        (factory,) = [f for f in self.server._c2sFactories if f.streams]
+        (stream,) = factory.streams
+        factory.releaseIdleParsers()  # it had read: only marked
+        self.assertIsNotNone(stream._parser._parser)
+        factory.releaseIdleParsers()
+        self.assertIsNone(stream._parser._parser)
+        client.send("<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        reply = yield client.next()
+        self.assertEqual((reply.getAttribute("type"), reply.getAttribute("id"), reply.getAttribute("to")), ("result", "p", jid))
+        self.assertIsNotNone(stream._parser._parser)

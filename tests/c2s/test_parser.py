@@ -196,6 +196,16 @@ class ParserTests(unittest.TestCase):
         """A UTF-16 stream without a byte order mark is unsupported-encoding."""
         self.assertStreamError("unsupported-encoding", HEADER.decode().encode("utf-16-be"))
 
+    def test_utf16BOMSplitAcrossReads(self):
+        """A byte order mark cut over two reads is still unsupported-encoding (found by bench/fuzz_atheris.py)."""
+        data = HEADER.decode().encode("utf-16")
+        self.assertStreamError("unsupported-encoding", data[:1], data[1:])
+
+    def test_utf16NULInSecondRead(self):
+        """NULs among the first 4 bytes are unsupported-encoding, however the reads cut them."""
+        data = HEADER.decode().encode("utf-16-le")
+        self.assertStreamError("unsupported-encoding", data[:1], data[1:3], data[3:])
+
     # -- limits --------------------------------------------------------------------
 
     def test_stanzaTooLarge(self):
@@ -220,6 +230,20 @@ class ParserTests(unittest.TestCase):
                 r.feed(b"a" * 100)
                 r.feed(b" ")  # whitespace inside a tag is no keepalive
         self.assertEqual(e.exception.condition, "policy-violation")
+
+    def test_stanzaTooLargeInOneRead(self):
+        """A whole oversized stanza in one read (a BOSH body, a WebSocket message) is refused, not delivered (found by bench/fuzz_atheris.py)."""
+        huge = b"'" + b"a" * 20000 + b"'"
+        for stanza in (b"<message to=" + huge + b"/>", b"<message><x a=" + huge + b"/></message>"):
+            r = self.assertStreamError("policy-violation", HEADER + stanza + b"<presence/>", maxStanzaSize=10000)
+            self.assertEqual(r.elements, [])
+
+    def test_headerTooLargeInOneRead(self):
+        """A stream header over the limit is refused in one read too, whatever follows it (found by bench/fuzz_atheris.py)."""
+        header = HEADER[:-1] + b" x='" + b"a" * 20000 + b"'>"
+        for after in (b"<presence/>", b" ", b""):
+            r = self.assertStreamError("policy-violation", header + after, maxStanzaSize=10000)
+            self.assertEqual(r.elements, [])
 
     def test_stanzaAtTheLimit(self):
         """Stanzas under the limit pass, however many are sent."""
@@ -256,3 +280,51 @@ class ParserTests(unittest.TestCase):
         parser.feed(HEADER + b"<starttls/><message/>")
         parser.feed(b"<presence/>")
         self.assertEqual(got, ["starttls"])
+
+    # -- releasing an idle stream's parser ---------------------------------------------
+
+    def test_releaseBetweenStanzas(self):
+        """A parser released between stanzas reads the next stanzas in the stream's namespaces, and the closing tag, as before."""
+        r = Recorder()
+        r.feed(HEADER, b"<presence/> ")
+        self.assertTrue(r.parser.release())
+        r.feed(b"<message to='a@b'><body>hi</body></message>")
+        self.assertTrue(r.parser.release())
+        r.feed(b"<c:iq xmlns:c='jabber:client' type='get' id='1'/></stream:stream>")
+        self.assertEqual([e.toXml() for e in r.elements], [
+            "<presence xmlns='jabber:client'/>",
+            "<message xmlns='jabber:client' to='a@b'><body>hi</body></message>",
+            "<c:iq xmlns:c='jabber:client' type='get' id='1'/>",
+        ])
+        self.assertEqual((len(r.headers), r.ended), (1, 1))
+
+    def test_releaseRefusedWhileSomethingIsHalfRead(self):
+        """A parser holding part of a stanza or of a tag is not released, and nothing of it is lost."""
+        stanza = b"<message to='a@b'><body>hi</body></message>"
+        for cut in (len(b"<message to='a@b'><body>h"), len(b"<message to='a"), len(b"<mess")):
+            r = Recorder()
+            r.feed(HEADER, stanza[:cut])
+            self.assertFalse(r.parser.release())
+            r.feed(stanza[cut:])
+            self.assertEqual([e.toXml() for e in r.elements], ["<message xmlns='jabber:client' to='a@b'><body>hi</body></message>"])
+        self.assertFalse(Recorder().parser.release())  # no header yet
+
+    def test_releasedParserKeepsLimits(self):
+        """After a release the stanza size limit still holds."""
+        r = Recorder(maxStanzaSize=10000)
+        r.feed(HEADER)
+        self.assertTrue(r.parser.release())
+        with self.assertRaises(StreamError) as e:
+            r.feed(b"<message><body>" + b"x" * 20000)
+        self.assertEqual(e.exception.condition, "policy-violation")
+
+    def test_releaseWithUnusualHeaders(self):
+        """A header with its namespace as the default (no prefix) re-opens with the same closing tag; an ambiguous one is never released."""
+        r = Recorder()
+        r.feed(b"<stream xmlns='http://etherx.jabber.org/streams'><message xmlns='jabber:client'/>")
+        self.assertTrue(r.parser.release())
+        r.feed(b"<message xmlns='jabber:client'/></stream>")
+        self.assertEqual((len(r.elements), r.ended), (2, 1))
+        r = Recorder()
+        r.feed(b"<a:stream xmlns:a='http://etherx.jabber.org/streams' xmlns:b='http://etherx.jabber.org/streams' xmlns='jabber:client'>")
+        self.assertFalse(r.parser.release())

@@ -9,8 +9,10 @@ reads: L{jabberd.store.roster.get_subscription_txn}.
 
 from __future__ import annotations
 
-from twisted.internet import defer
+from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
+
+from jabberd import bus as B
 
 from jabberd.store.userdata import get_last_activity_txn
 from tests.fakes import SettableClock, element
@@ -145,6 +147,70 @@ class LastActivityTests(ServiceTestMixin, unittest.TestCase):
         yield self.logout(bob, presence=False)
         _, status = yield self.stored("bob@localhost")
         self.assertEqual(status, "")
+
+    def spyWrites(self) -> list[str]:
+        """The descriptions of the store interactions run from now on."""
+        calls: list[str] = []
+        original = self.server.store.runInteraction
+
+        def spy(desc, *args, **kw):
+            calls.append(desc)
+            return original(desc, *args, **kw)
+
+        self.server.store.runInteraction = spy
+        return calls
+
+    @defer.inlineCallbacks
+    def test_logoutsWaitForTheInterval(self):
+        """Logouts wait in memory for the flush interval, then are written together in one transaction."""
+        self.module.flushInterval = 0.2
+        calls = self.spyWrites()
+        bob, carol = self.bind("bob@localhost/b"), self.bind("carol@localhost/c")
+        bob.disconnect()
+        yield task.deferLater(reactor, 0.1, lambda: None)
+        carol.disconnect()
+        self.assertEqual(calls, [])
+        yield task.deferLater(reactor, 0.2, lambda: None)
+        self.assertEqual(calls, ["set_last_activity"])
+        yield self.module.whenIdle()
+        self.assertIsNotNone((yield self.stored("bob@localhost")))
+        self.assertIsNotNone((yield self.stored("carol@localhost")))
+
+    @defer.inlineCallbacks
+    def test_fullBatchWrittenAtOnce(self):
+        """As many logouts as the batch size are written at once, without waiting for the interval."""
+        self.module.flushInterval, self.module.flushBatch = 3600, 2
+        calls = self.spyWrites()
+        bob, carol = self.bind("bob@localhost/b"), self.bind("carol@localhost/c")
+        bob.disconnect()
+        self.assertEqual(calls, [])
+        carol.disconnect()
+        self.assertEqual(calls, ["set_last_activity"])
+        yield self.module.whenIdle()
+        self.assertIsNotNone((yield self.stored("carol@localhost")))
+
+    @defer.inlineCallbacks
+    def test_waitingLogoutAnswered(self):
+        """A query about a logout not yet written is answered from memory, with its time and status."""
+        self.module.flushInterval = 3600
+        yield self.seedSubscription("bob@localhost", "alice@localhost", "from")
+        bob = self.bind("bob@localhost/b")
+        bob.receive("<presence type='unavailable'><status>brb</status></presence>")
+        bob.disconnect()
+        self.clock.advance(42)
+        yield self.assertReply(self.alice, f"<iq type='get' id='w' to='bob@localhost'>{QUERY}</iq>", last("w", "bob@localhost", 42, "brb"))
+        self.assertIsNone((yield self.stored("bob@localhost")))
+
+    @defer.inlineCallbacks
+    def test_recreatedAccountForgetsWaitingLogout(self):
+        """A waiting logout of an account deleted and created again under the same name is not written for the new one."""
+        self.module.flushInterval = 3600
+        self.bind("bob@localhost/b").disconnect()
+        yield self.server.accounts.delete("localhost", "bob")
+        yield self.server.accounts.create("localhost", "bob", [])
+        self.server.bus.notify(B.ACCOUNT_CREATED, "localhost", "bob")
+        yield self.module.whenIdle()
+        self.assertIsNone((yield self.stored("bob@localhost")))
 
     @defer.inlineCallbacks
     def test_oneWritePerBatchOfLogouts(self):

@@ -349,6 +349,19 @@ class ProbeTests(PresenceTestMixin, unittest.TestCase):
         self.assertNotIn(BOB, self.roster._accounts)
 
     @defer.inlineCallbacks
+    def test_probeAnswerNotRepeatingBroadcast(self):
+        """A contact that becomes available while a probe waits for its roster is announced to the prober once, by its own broadcast, not again by the probe answer (§4.3.2)."""
+        alice = yield self.online(f"{ALICE}/a", available=False)
+        bob = self.bind(f"{BOB}/b")
+        bob.receive("<presence><show>away</show></presence>")  # waits for Bob's roster
+        alice.receive("<presence/>")  # probes Bob, whose roster is still loading
+        yield self.idle()
+        self.assertReceived(alice, f"<presence from='{ALICE}/a' to='{ALICE}/a'/>",
+                            f"<presence from='{BOB}/b' to='{ALICE}'><show>away</show></presence>")
+        self.assertReceived(bob, f"<presence from='{BOB}/b' to='{BOB}/b'><show>away</show></presence>",
+                            f"<presence from='{ALICE}/a' to='{BOB}'/>")
+
+    @defer.inlineCallbacks
     def test_probeAnswerCarriesLastUnavailable(self):
         """For an offline contact the answer carries the status of its last unavailable presence and when it was (§4.3.2)."""
         bob = yield self.online(f"{BOB}/b")

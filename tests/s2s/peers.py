@@ -74,6 +74,20 @@ def _stop(process: subprocess.Popen | None, timeout: float = 15.0) -> None:
         process.wait()
 
 
+def ejabberdTarget(port: int) -> list:
+    """
+    An SRV record whose target is the address literal 127.0.0.1, after the
+    real one (priority 10).  ejabberd 23.01 looks SRV records up with the
+    Erlang resolver (inet_res, which reads our inetrc and asks our DNS
+    server) but then resolves each target with C{net:getaddrinfo}, the C
+    library's resolver (/etc/hosts, /etc/resolv.conf), which knows nothing
+    of a.example and answers C{enoname}; it goes on to the next target,
+    which getaddrinfo parses as a numeric address without any lookup.
+    Prosody resolves the first target through our DNS and never needs this.
+    """
+    return [10, 0, port, LOOPBACK]
+
+
 class World:
     """The certificates, jabberd's fixed s2s port and the DNS server every interop test shares."""
 
@@ -90,8 +104,14 @@ class World:
             {
                 "a.example": {"A": [LOOPBACK]},
                 "d.example": {"A": [LOOPBACK]},
-                "_xmpp-server._tcp.a.example": {"SRV": [[0, 0, self.jabberdPort, "a.example"]]},
-                "_xmpp-server._tcp.d.example": {"SRV": [[0, 0, self.jabberdPort, "d.example"]]},
+                # The second target, an address literal, is for ejabberd (see ejabberdTarget).
+                "_xmpp-server._tcp.a.example": {"SRV": [[0, 0, self.jabberdPort, "a.example"], ejabberdTarget(self.jabberdPort)]},
+                "_xmpp-server._tcp.d.example": {"SRV": [[0, 0, self.jabberdPort, "d.example"], ejabberdTarget(self.jabberdPort)]},
+                # jabberd's in-process MUC service, a domain of its own to the peers.
+                "conference.a.example": {"A": [LOOPBACK]},
+                "conference.d.example": {"A": [LOOPBACK]},
+                "_xmpp-server._tcp.conference.a.example": {"SRV": [[0, 0, self.jabberdPort, "conference.a.example"], ejabberdTarget(self.jabberdPort)]},
+                "_xmpp-server._tcp.conference.d.example": {"SRV": [[0, 0, self.jabberdPort, "conference.d.example"], ejabberdTarget(self.jabberdPort)]},
             }
         )
 

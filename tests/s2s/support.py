@@ -254,10 +254,16 @@ def loginRaw(test: unittest.TestCase, host: str, port: int, address: str, passwo
 
 
 def inboundMethods(fed: Any, remote: str) -> list[str]:
-    """How C{remote} authenticated on each open incoming stream that it did authenticate on."""
+    """How C{remote} authenticated, for each of our domains on each open incoming stream."""
     from jabberd.s2s.stream import InboundStream
 
-    return [s.methods[remote] for s in fed.streams if isinstance(s, InboundStream) and remote in s.methods and not s.closing]
+    return [
+        how
+        for s in fed.streams
+        if isinstance(s, InboundStream) and not s.closing
+        for (sender, _), how in sorted(s.pairs.items())
+        if sender == remote
+    ]
 
 
 @defer.inlineCallbacks

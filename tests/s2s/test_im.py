@@ -35,9 +35,9 @@ class IMMixin:
     def assertAuthenticatedBy(self, method):
         """Both directions were authenticated with C{method}."""
         out = self.a.fed.routes["b.example"].stream
-        self.assertEqual(out.methods, {"a.example": method})
-        inbound = [s for s in self.b.fed.streams if getattr(s, "remotes", None)]
-        self.assertEqual([s.methods for s in inbound], [{"a.example": method}])
+        self.assertEqual(out.pairs, {("a.example", "b.example"): method})
+        inbound = [s for s in self.b.fed.streams if getattr(s, "kind", None) == "s2s-in" and s.pairs]
+        self.assertEqual([s.pairs for s in inbound], [{("a.example", "b.example"): method}])
 
     @defer.inlineCallbacks
     def test_messages(self):

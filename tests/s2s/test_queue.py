@@ -29,6 +29,14 @@ class Silent(protocol.Protocol):
     """A peer that accepts the connection and never says a word."""
 
 
+class HangUp(protocol.Protocol):
+    """A peer that accepts the connection and closes it at once; the factory counts them."""
+
+    def connectionMade(self):
+        self.factory.accepted += 1
+        self.transport.loseConnection()
+
+
 class UnreachableTests(unittest.TestCase):
     """Peers that cannot be used: every stanza comes back to its sender, in time."""
 
@@ -87,6 +95,49 @@ class UnreachableTests(unittest.TestCase):
             [(e["id"], e.error.firstChildElement().name) for e in errors],
             [("m3", "resource-constraint"), ("m1", "remote-server-timeout"), ("m2", "remote-server-timeout")],
         )
+
+    @defer.inlineCallbacks
+    def test_negativeCache(self):
+        """
+        After b.example could not be reached, stanzas for it within
+        negative_cache_time bounce at once with the same error and no new
+        connection; after it, the next stanza tries again.
+        """
+        factory = protocol.Factory.forProtocol(HangUp)
+        factory.accepted = 0
+        port = reactor.listenTCP(0, factory, interface=LOOPBACK)
+        self.addCleanup(port.stopListening)
+        yield self.start(routes={"b.example": f"{LOOPBACK}:{port.getHost().port}"}, negative_cache_time=1.0)
+        timeout = ("remote-server-timeout", "wait", "no authenticated connection to b.example could be set up in time")
+        self.alice.send("<message to='bob@b.example' type='chat' id='m1'><body>hi</body></message>")
+        error = yield nextMatching(self.alice, lambda e: e.name == "message", timeout=5)
+        self.assertEqual(xml(error), bounced("m1", *timeout))
+        sent = reactor.seconds()
+        for n in (2, 3):
+            self.alice.send(f"<message to='bob@b.example' type='chat' id='m{n}'><body>hi</body></message>")
+            error = yield nextMatching(self.alice, lambda e: e.name == "message", timeout=5)
+            self.assertEqual(xml(error), bounced(f"m{n}", *timeout))
+        self.assertLess(reactor.seconds() - sent, 0.5)
+        self.assertEqual(factory.accepted, 1)
+        self.assertNotIn("b.example", self.a.fed.routes)
+        yield eventually(lambda: reactor.seconds() - sent > 1.0)
+        self.alice.send("<message to='bob@b.example' type='chat' id='m4'><body>hi</body></message>")
+        error = yield nextMatching(self.alice, lambda e: e.name == "message", timeout=5)
+        self.assertEqual(xml(error), bounced("m4", *timeout))
+        self.assertEqual(factory.accepted, 2)
+
+    @defer.inlineCallbacks
+    def test_negativeCacheNotFound(self):
+        """A refused connection is remembered too: the second stanza gets remote-server-not-found without a new attempt."""
+        yield self.start(routes={"b.example": f"{LOOPBACK}:{freePort()}"})
+        notFound = ("remote-server-not-found", "cancel", "b.example cannot be found or reached")
+        self.alice.send("<message to='bob@b.example' type='chat' id='m1'><body>hi</body></message>")
+        error = yield nextMatching(self.alice, lambda e: e.name == "message", timeout=5)
+        self.assertEqual(xml(error), bounced("m1", *notFound))
+        self.assertEqual(self.a.fed.unreachable.get("b.example"), "remote-server-not-found")
+        self.alice.send("<message to='bob@b.example' type='chat' id='m2'><body>hi</body></message>")
+        error = yield nextMatching(self.alice, lambda e: e.name == "message", timeout=5)
+        self.assertEqual(xml(error), bounced("m2", *notFound))
 
     @defer.inlineCallbacks
     def test_iqBounced(self):
@@ -154,8 +205,29 @@ class LinkTests(unittest.TestCase):
         yield self.chat(carol, "m2")
         outgoing = [s for s in self.a.fed.streams if type(s).__name__ == "OutboundStream"]
         self.assertEqual(len(outgoing), 1)
-        self.assertEqual(outgoing[0].methods, {"a.example": "dialback", "a2.example": "dialback"})
+        self.assertEqual(outgoing[0].pairs, {("a.example", "b.example"): "dialback", ("a2.example", "b.example"): "dialback"})
         self.assertEqual(sorted(inboundMethods(self.b.fed, "a.example") + inboundMethods(self.b.fed, "a2.example")), ["dialback", "dialback"])
+
+    @defer.inlineCallbacks
+    def test_negativeCacheClearedByPeer(self):
+        """b.example could not be reached, then its server authenticates a stream to us (SASL EXTERNAL): it is no longer remembered as unreachable."""
+        ca = TestCA(tempfile.mkdtemp(prefix="jabberd-s2s-ca-"))
+        self.a = Node(self, "a.example", certificate=ca.issue("a.example"), trust=ca.path, routes={"b.example": f"{LOOPBACK}:{freePort()}"})
+        self.b = Node(self, "b.example", certificate=ca.issue("b.example"), trust=ca.path)
+        self.b.configure(routes=self.a.route())
+        yield self.a.start()
+        yield self.b.start()
+        alice = yield self.a.login("alice@a.example")
+        bob = yield self.b.login("bob@b.example")
+        alice.send("<message to='bob@b.example/r' type='chat' id='m1'><body>hi</body></message>")
+        error = yield nextMatching(alice, lambda e: e.name == "message", timeout=5)
+        self.assertEqual(error.error.firstChildElement().name, "remote-server-not-found")
+        self.assertEqual(self.a.fed.unreachable.get("b.example"), "remote-server-not-found")
+        bob.send("<message to='alice@a.example/r' type='chat' id='m2'><body>I am here</body></message>")
+        got = yield nextMatching(alice, lambda e: e.name == "message", timeout=10)
+        self.assertEqual(xml(got), "<message from='bob@b.example/r' id='m2' to='alice@a.example/r' type='chat'><body>I am here</body></message>")
+        self.assertEqual(inboundMethods(self.a.fed, "b.example"), ["sasl"])
+        self.assertIsNone(self.a.fed.unreachable.get("b.example"))
 
     @defer.inlineCallbacks
     def test_requireCertificate(self):
@@ -176,7 +248,7 @@ class LinkTests(unittest.TestCase):
         )
         alice = yield self.a.login("alice@a.example")
         yield self.chat(alice, "m1")
-        self.assertEqual(self.a.fed.routes["b.example"].stream.methods, {"a.example": "dialback"})
+        self.assertEqual(self.a.fed.routes["b.example"].stream.pairs, {("a.example", "b.example"): "dialback"})
         self.assertEqual(inboundMethods(self.b.fed, "a.example"), ["certificate"])
         # no verification request went back to a.example
         self.assertNotIn("a.example", self.b.fed.routes)

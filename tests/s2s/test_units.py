@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import tempfile
 
+from twisted.internet.task import Clock
 from twisted.trial import unittest
 from twisted.words.xish import domish
 
 from jabberd.s2s import certs
 from jabberd.s2s.dialback import Keys, dbElement, dbError, errorCondition
+from jabberd.s2s.federation import NegativeCache
 from jabberd.s2s.stream import normalize, toBytes
 from jabberd.xmlstream import NS_CLIENT, StreamParser, streamErrorElement
 from tests.s2s.support import TestCA, selfSigned
@@ -150,3 +152,44 @@ class CertificateTests(unittest.SynchronousTestCase):
         """The default trust store (OpenSSL's paths) does not trust the test CA."""
         peer = certs.PeerCertificate(certs.TrustStore(), self.load(self.ca.issue("a.example")[0]), [])
         self.assertFalse(peer.trusted)
+
+
+class NegativeCacheTests(unittest.SynchronousTestCase):
+    """The memory of unreachable domains: timed, bounded, forgettable."""
+
+    def test_expires(self):
+        """A domain is remembered with its condition for the duration, then forgotten."""
+        clock = Clock()
+        cache = NegativeCache(60.0, clock)
+        cache.add("b.example", "remote-server-not-found")
+        clock.advance(59.9)
+        self.assertEqual(cache.get("b.example"), "remote-server-not-found")
+        clock.advance(0.1)
+        self.assertIsNone(cache.get("b.example"))
+        self.assertEqual(len(cache), 0)
+
+    def test_off(self):
+        """A duration of 0 remembers nothing."""
+        cache = NegativeCache(0.0, Clock())
+        cache.add("b.example", "remote-server-timeout")
+        self.assertIsNone(cache.get("b.example"))
+
+    def test_bounded(self):
+        """A user sending to a million made-up domains cannot grow it beyond its size; expired entries go too."""
+        clock = Clock()
+        cache = NegativeCache(60.0, clock, entries=100)
+        for n in range(1000):
+            cache.add(f"d{n}.example", "remote-server-not-found")
+        self.assertEqual(len(cache), 100)
+        self.assertIsNone(cache.get("d0.example"))
+        self.assertEqual(cache.get("d999.example"), "remote-server-not-found")
+        clock.advance(61)
+        cache.add("new.example", "remote-server-timeout")
+        self.assertEqual(len(cache), 1)
+
+    def test_forget(self):
+        """A domain whose server authenticated to us is forgotten at once."""
+        cache = NegativeCache(60.0, Clock())
+        cache.add("b.example", "remote-server-timeout")
+        cache.forget("b.example")
+        self.assertIsNone(cache.get("b.example"))

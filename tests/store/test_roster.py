@@ -117,6 +117,31 @@ class RosterStoreTestsMixin:
         self.assertEqual((list(state.items), list(state.pending), state.version), (["c@x"], ["d@x"], 1))
 
     @inlineCallbacks
+    def test_loadEverything(self):
+        """One load gives every item with all its groups, the pending requests oldest first, the tombstones and the version."""
+        later = datetime(2024, 5, 2, tzinfo=timezone.utc)
+        yield self.txn(apply_changes_txn, HOST, "alice", [
+            ("item", RosterItem("c@x", "C", "both", groups=("B", "A", "C")), 1),
+            ("item", RosterItem("d@x", None, "to", ask=True), 2),
+            ("item", RosterItem("e@x", "E", "from", approved=True, groups=("A",)), 3),
+            ("remove", "gone@x", 4), ("remove", "old@x", 5),
+            ("pending", "z@x", "<presence from='z@x'/>", WHEN), ("pending", "b@x", "<presence from='b@x'/>", later),
+            ("pending", "a@x", "<presence from='a@x'/>", later),
+            ("version", "ep", 5, 0),
+        ])
+        state = yield self.txn(load_roster_txn, HOST, "alice")
+        self.assertEqual(state.items, {
+            "c@x": RosterItem("c@x", "C", "both", groups=("A", "B", "C")),
+            "d@x": RosterItem("d@x", None, "to", ask=True),
+            "e@x": RosterItem("e@x", "E", "from", approved=True, groups=("A",)),
+        })
+        self.assertEqual(state.itemVersions, {"c@x": 1, "d@x": 2, "e@x": 3})
+        self.assertEqual(list(state.pending), ["z@x", "a@x", "b@x"])
+        self.assertEqual(state.pending["b@x"], "<presence from='b@x'/>")
+        self.assertEqual(state.tombstones, {"gone@x": 4, "old@x": 5})
+        self.assertEqual((state.epoch, state.version, state.floor, state.stored), ("ep", 5, 0, True))
+
+    @inlineCallbacks
     def test_unknownAccount(self):
         """Loading an unknown account gives None; apply_changes_txn reports False; the single writers raise NoSuchAccount."""
         self.assertIsNone((yield self.txn(load_roster_txn, HOST, "nobody")))

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import sqlalchemy as sa
+from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from jabberd.store.accounts import Accounts
 from jabberd.store.roster import RosterItem, set_item_txn
+from jabberd.store.schema import accounts
 from jabberd.store.userdata import (
     QuotaExceeded,
     get_last_activity_txn,
     get_private_txn,
     get_vcard_txn,
+    last_activity,
     last_activity_for_txn,
     presence_authorized_txn,
     set_last_activity_txn,
@@ -79,6 +84,18 @@ class UserDataStoreTestsMixin:
         self.assertEqual((yield self.txn(get_last_activity_txn, HOST, "bob")), (WHEN, ""))
 
     @inlineCallbacks
+    def test_lastActivityBatch(self):
+        """In one batch an account listed twice keeps the later logout, new and existing rows are both written, and an empty batch does nothing."""
+        yield self.txn(set_last_activity_txn, [(HOST, "bob", WHEN, "first")])
+        yield self.txn(set_last_activity_txn, [])
+        yield self.txn(set_last_activity_txn, [
+            (HOST, "alice", WHEN, "early"), (HOST, "bob", LATER, "second"), (HOST, "nobody", WHEN, ""), (HOST, "alice", LATER, "late"),
+        ])
+        self.assertEqual((yield self.txn(get_last_activity_txn, HOST, "alice")), (LATER, "late"))
+        self.assertEqual((yield self.txn(get_last_activity_txn, HOST, "bob")), (LATER, "second"))
+        self.assertIsNone((yield self.txn(get_last_activity_txn, HOST, "nobody")))
+
+    @inlineCallbacks
     def test_presenceAuthorized(self):
         """A contact may see an account's presence with a 'from' or 'both' subscription only."""
         for i, subscription in enumerate(["none", "to", "from", "both"]):
@@ -116,4 +133,19 @@ class SQLiteUserDataStoreTests(SQLiteStoreMixin, UserDataStoreTestsMixin, TestCa
 
 
 class PostgreSQLUserDataStoreTests(PostgreSQLStoreMixin, UserDataStoreTestsMixin, TestCase):
-    pass
+    @inlineCallbacks
+    def test_lastActivityInsertRace(self):
+        """A batch whose insert meets a row another transaction inserted meanwhile is written row by row, and wins."""
+        other = self.store.engine.connect()
+        self.addCleanup(other.close)
+        transaction = other.begin()
+        alice = other.execute(sa.select(accounts.c.id).where(accounts.c.username == "alice")).scalar_one()
+        other.execute(last_activity.insert().values(account_id=alice, logout=WHEN, status="other"))
+        writing = self.txn(set_last_activity_txn, [(HOST, "alice", LATER, "batch"), (HOST, "bob", LATER, "")])
+        # The batch's insert now waits for the other transaction's row lock.
+        yield deferLater(reactor, 0.3, lambda: None)
+        self.assertFalse(writing.called)
+        transaction.commit()
+        yield writing
+        self.assertEqual((yield self.txn(get_last_activity_txn, HOST, "alice")), (LATER, "batch"))
+        self.assertEqual((yield self.txn(get_last_activity_txn, HOST, "bob")), (LATER, ""))

@@ -202,8 +202,7 @@ class PepModule(NotifyMixin, PublishMixin, RetrieveMixin, SubscribeMixin, OwnerM
         if failure.check(PubsubError):
             self.server.router.route(failure.value.reply(iq))
             return
-        self.log.failure("PEP request failed", failure)
-        self.server.router.bounce(iq, "internal-server-error")
+        self.storeFailed(failure, iq, "a PEP request")
 
     def pubsubSet(self, iq, fromJID, toJID) -> bool:
         return self._dispatch(

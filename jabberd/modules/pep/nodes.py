@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from jabberd.modules.pep.config import NodeConfig
+from jabberd.store.database import logFailure
 from jabberd.store.pep import StoredItem, load_services_txn
 
 #: Accounts whose PEP services are kept in memory.
@@ -171,7 +172,7 @@ class Services:
         self._evict()
 
     def _loadFailed(self, failure: Failure, missing: list[str]) -> None:
-        self.log.failure("loading PEP nodes failed", failure)
+        logFailure(self.log, failure, "loading PEP nodes failed")
         for bare in missing:
             for d in self._loading.pop(bare, []):
                 d.errback(failure)

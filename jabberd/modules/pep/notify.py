@@ -48,6 +48,7 @@ from jabberd.modules.pep.access import accessError, mayReceive
 from jabberd.modules.pep.nodes import UNKNOWN, Node, Service
 from jabberd.modules.pep.ns import NS_PUBSUB_EVENT
 from jabberd.modules.roster import copyStanza
+from jabberd.store.database import logFailure
 from jabberd.store.pep import StoredItem, newest_item_txn
 from jabberd.store.roster import RosterItem
 from jabberd.xmlstream import NS_CLIENT
@@ -135,7 +136,7 @@ class NotifyMixin:
         owner = service.bare
         d = self.rosterOf(owner)
         d.addCallback(lambda items: self._sendTo(self._message(owner, node, event), self.recipients(owner, node, items)))
-        d.addErrback(lambda f: self.log.failure("sending PEP notifications of {owner} failed", f, owner=owner))
+        d.addErrback(lambda f: logFailure(self.log, f, "sending PEP notifications of {owner} failed", owner=owner))
         return d
 
     def recipients(self: PepModule, owner: str, node: Node, items: dict[str, RosterItem] | None) -> list[str]:
@@ -179,7 +180,7 @@ class NotifyMixin:
         if last is UNKNOWN:
             d = self.services.run(service, "pep_newest", newest_item_txn, service.host, service.username, node.name)
             d.addCallback(self._newest, service, node, to)
-            d.addErrback(lambda f: self.log.failure("reading the last PEP item failed", f))
+            d.addErrback(lambda f: logFailure(self.log, f, "reading the last PEP item failed"))
             return
         if last is None or not node.config.deliver_notifications:
             return
@@ -223,7 +224,7 @@ class NotifyMixin:
                 owners[jid] = RosterItem(contact, subscription="from")
         d = self.services.getMany(list(owners))
         d.addCallback(self._deliverLast, session, interests, owners)
-        d.addErrback(lambda f: self.log.failure("sending last PEP items failed", f))
+        d.addErrback(lambda f: logFailure(self.log, f, "sending last PEP items failed"))
 
     def _deliverLast(
         self: PepModule,
@@ -250,7 +251,7 @@ class NotifyMixin:
                     # Roster groups are in the owner's roster only.
                     d = self.rosterItem(owner, contact)
                     d.addCallback(self._lastIfAllowed, service, node, contact, to)
-                    d.addErrback(lambda f: self.log.failure("reading a roster for PEP failed", f))
+                    d.addErrback(lambda f: logFailure(self.log, f, "reading a roster for PEP failed"))
 
     def _lastIfAllowed(self: PepModule, item: RosterItem | None, service: Service, node: Node, contact: str, to: str) -> None:
         if service.nodes.get(node.name) is node and mayReceive(node, service.bare, contact, item):
@@ -279,7 +280,7 @@ class NotifyMixin:
             return False
         d = self.rosterItem(owner, contact)
         d.addCallback(self._remoteAuthorized, owner, contact, full, key)
-        d.addErrback(lambda f: self.log.failure("tracking remote caps for PEP failed", f))
+        d.addErrback(lambda f: logFailure(self.log, f, "tracking remote caps for PEP failed"))
         return False
 
     def _forgetRemote(self, owner: str, contact: str, full: str) -> None:
@@ -313,7 +314,7 @@ class NotifyMixin:
         entity = resources[full] = RemoteEntity(key, entity.interests if entity is not None else frozenset())
         d = self.caps.lookup(key, full, owner)
         d.addCallback(self._remoteResolved, owner, contact, full, entity, item)
-        d.addErrback(lambda f: self.log.failure("caps lookup for PEP failed", f))
+        d.addErrback(lambda f: logFailure(self.log, f, "caps lookup for PEP failed"))
 
     def _remoteResolved(
         self: PepModule, features: frozenset[str] | None, owner: str, contact: str, full: str, entity: RemoteEntity, item: RosterItem
@@ -326,7 +327,7 @@ class NotifyMixin:
             return
         d = self.services.get(owner)
         d.addCallback(self._remoteLast, fresh, contact, full, item)
-        d.addErrback(lambda f: self.log.failure("sending last PEP items failed", f))
+        d.addErrback(lambda f: logFailure(self.log, f, "sending last PEP items failed"))
 
     def _remoteLast(self: PepModule, service: Service, interests: frozenset[str], contact: str, full: str, item: RosterItem) -> None:
         for name in sorted(interests & service.nodes.keys()):

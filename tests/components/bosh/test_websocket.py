@@ -221,3 +221,35 @@ class StandaloneWebSocket(WebSocketMixin, unittest.TestCase):
         _, features = yield self.wsOpen(client)
         self.assertEqual([xml(c, NS_STREAMS) for c in features.elements()], [MECHANISMS_TLS])
 
+
+
+class ClosingTests(unittest.SynchronousTestCase):
+    """The moment between a WebSocket starting to close and its onClose."""
+
+    def test_stanzaWhileClosingIsBounced(self):
+        """A stanza for a WebSocket already closing is not sent on it (autobahn would raise) but bounced with recipient-unavailable when the session ends."""
+        from types import SimpleNamespace
+
+        from components.bosh.websocket import XMPPWebSocketProtocol
+
+        class Upstream:
+            def __init__(self):
+                self.received, self.aborted = [], False
+
+            def receive(self, element):
+                self.received.append(element)
+
+            def abort(self):
+                self.aborted = True
+
+        protocol = XMPPWebSocketProtocol()
+        protocol.factory = SimpleNamespace(connections=set())
+        protocol.upstream = upstream = Upstream()
+        protocol.state = protocol.STATE_CLOSING  # the client's close frame arrived
+        protocol.send(f"<message xmlns='{NS_CLIENT}' from='bob@localhost/r' to='alice@localhost/ws' id='m1' type='chat'><body>hi</body></message>".encode())
+        self.assertFalse(upstream.aborted)
+        protocol.onClose(False, 1006, None)
+        self.assertEqual([xml(e) for e in upstream.received],
+                         ["<message id='m1' to='bob@localhost/r' type='error'><body>hi</body>"
+                          "<error type='wait'><recipient-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"])
+        self.assertTrue(upstream.aborted)
