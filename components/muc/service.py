@@ -55,6 +55,7 @@ from components.muc.constants import (
 from components.muc.room import Affiliation, Room
 from components.muc.roomconfig import RoomConfig
 from jabberd import jid as J
+from jabberd.inflight import InFlight
 from jabberd.store.database import logFailure
 from jabberd.xmlstream import errorReply
 
@@ -120,8 +121,7 @@ class MUCService(XMPPHandler):
         self.invitations: OrderedDict[tuple[str, str], str] = OrderedDict()
         self.newID = newID or (lambda: uuid.uuid4().hex)
         self._writes: dict[str, defer.Deferred] = {}
-        self._pending = 0
-        self._idle: list[defer.Deferred] = []
+        self._writing = InFlight()
         if features is None:
             from components.muc.features import DEFAULT_FEATURES
 
@@ -192,11 +192,7 @@ class MUCService(XMPPHandler):
 
     def whenIdle(self) -> defer.Deferred:
         """Fires once every write behind has reached the store (tests, shutdown)."""
-        if not self._pending:
-            return defer.succeed(None)
-        d: defer.Deferred = defer.Deferred()
-        self._idle.append(d)
-        return d
+        return self._writing.whenIdle()
 
     # -- sending ------------------------------------------------------------------------
 
@@ -406,7 +402,7 @@ class MUCService(XMPPHandler):
         if self.store is None:
             return
         name = room.name
-        self._pending += 1
+        self._writing.begin()
         done: defer.Deferred = defer.Deferred()
         previous = self._writes.get(name)
         self._writes[name] = done
@@ -417,14 +413,10 @@ class MUCService(XMPPHandler):
             d.addBoth(finished)
 
         def finished(_: Any) -> None:
-            self._pending -= 1
             if self._writes.get(name) is done:
                 del self._writes[name]
             done.callback(None)
-            if not self._pending:
-                waiting, self._idle = self._idle, []
-                for w in waiting:
-                    w.callback(None)
+            self._writing.end()
 
         if previous is None:
             run()

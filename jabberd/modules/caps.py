@@ -38,6 +38,7 @@ from twisted.words.xish import domish
 from jabberd import bus as B
 from jabberd import jid as J
 from jabberd.capshash import HASHES, IllFormedInfo, verificationString
+from jabberd.inflight import InFlight
 from jabberd.module import Module
 from jabberd.modules.disco import HOST, NS_DISCO_INFO, DiscoRequest, discoInfo
 from jabberd.modules.roster import parseStanza
@@ -138,8 +139,7 @@ class CapsModule(Module):
         self._lookups: dict[tuple[str, str], _Lookup] = {}
         # host -> (ver, the disco#info <query/> it hashes)
         self._own: dict[str, tuple[str, domish.Element]] = {}
-        self._busy = 0
-        self._idle: list[defer.Deferred] = []
+        self._work = InFlight()
         #: Seconds an entity has to answer (an attribute so a test can shorten it).
         self.queryTimeout = QUERY_TIMEOUT
 
@@ -158,26 +158,11 @@ class CapsModule(Module):
         return self.whenIdle()
 
     def _store(self, desc: str, fn: Any, *args: Any) -> defer.Deferred:
-        self._busy += 1
-        d = self.server.store.runInteraction(desc, fn, *args)
-        d.addBoth(self._done)
-        return d
-
-    def _done(self, result: Any) -> Any:
-        self._busy -= 1
-        if self._busy == 0 and self._idle:
-            waiters, self._idle = self._idle, []
-            for d in waiters:
-                d.callback(None)
-        return result
+        return self._work.track(self.server.store.runInteraction(desc, fn, *args))
 
     def whenIdle(self) -> defer.Deferred:
         """Fires once no store read or write of the caps cache is in progress (tests, shutdown)."""
-        if self._busy == 0:
-            return defer.succeed(None)
-        d: defer.Deferred = defer.Deferred()
-        self._idle.append(d)
-        return d
+        return self._work.whenIdle()
 
     # -- sessions -------------------------------------------------------------
 

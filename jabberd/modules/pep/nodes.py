@@ -25,6 +25,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from jabberd.inflight import InFlight
 from jabberd.modules.pep.config import NodeConfig
 from jabberd.store.database import logFailure
 from jabberd.store.pep import StoredItem, load_services_txn
@@ -111,8 +112,7 @@ class Services:
         self.size = size
         self._cache: OrderedDict[str, Service] = OrderedDict()
         self._loading: dict[str, list[defer.Deferred]] = {}
-        self._idle: list[defer.Deferred] = []
-        self._busy = 0
+        self._work = InFlight()
 
     def cached(self, bare: str) -> Service | None:
         """The service of C{bare} if it is in memory (no I/O)."""
@@ -144,10 +144,10 @@ class Services:
         if missing:
             for bare in missing:
                 self._loading[bare] = []
-            self._busy += 1
+            self._work.begin()
             load = self.store.runInteraction("pep_load", load_services_txn, [_owner(b) for b in missing])
             load.addCallbacks(self._loaded, self._loadFailed, callbackArgs=(missing,), errbackArgs=(missing,))
-            load.addBoth(self._done)
+            load.addBoth(self._work.end)
             for bare in missing:
                 d = defer.Deferred()
                 self._loading[bare].append(d)
@@ -199,7 +199,7 @@ class Services:
         failure drops the service from the cache (and is passed on).
         """
         service.pending += 1
-        self._busy += 1
+        self._work.begin()
         out: defer.Deferred = defer.Deferred()
 
         def start(_: Any) -> defer.Deferred:
@@ -217,24 +217,12 @@ class Services:
                 out.errback(result)
             else:
                 out.callback(result)
-            self._done(None)
+            self._work.end()
             return None
 
         service.tail.addBoth(start)
         return out
 
-    def _done(self, result: Any) -> Any:
-        self._busy -= 1
-        if self._busy == 0 and self._idle:
-            waiters, self._idle = self._idle, []
-            for d in waiters:
-                d.callback(None)
-        return result
-
     def whenIdle(self) -> defer.Deferred:
         """Fires once nothing is being loaded or written (tests, shutdown)."""
-        if self._busy == 0:
-            return defer.succeed(None)
-        d: defer.Deferred = defer.Deferred()
-        self._idle.append(d)
-        return d
+        return self._work.whenIdle()
